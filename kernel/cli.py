@@ -13,10 +13,12 @@ def main() -> None:
 
 def _register_optional_commands() -> None:
     """Commands that live beside the modules they drive (the engine's `host` and `send`)."""
-    try:
-        from kernel.engine import cli as engine_cli
-    except ImportError:
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec("kernel.engine.cli") is None:
         return
+    engine_cli = importlib.import_module("kernel.engine.cli")
     for name in ("host", "send"):
         command = getattr(engine_cli, name, None)
         if isinstance(command, click.Command):
