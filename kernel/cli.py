@@ -2,13 +2,101 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import click
+
+from kernel.config import schemas
+from kernel.config.loader import ConfigSet, load_configs
+from kernel.topology import build_topology
+
+DEFAULT_CONFIG_PATHS = ("agent_configs", "mcp_configs")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="aos")
 def main() -> None:
     """AOS, the Agent Operating System on Azure Functions."""
+
+
+def _load(paths: tuple[str, ...]) -> ConfigSet:
+    return load_configs(paths or DEFAULT_CONFIG_PATHS)
+
+
+def _summary(configs: ConfigSet) -> str:
+    counts = (
+        f"{len(configs.files)} file(s): {len(configs.agents)} agent(s), "
+        f"{len(configs.adapters)} adapter(s), {len(configs.mcp_servers)} MCP server(s) valid"
+    )
+    errors = len(configs.errors)
+    warnings = len(configs.problems) - errors
+    if not configs.problems:
+        return f"{counts}; no problems"
+    return f"{counts}; {errors} error(s), {warnings} warning(s)"
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option(
+    "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def validate(paths: tuple[str, ...], output_format: str) -> None:
+    """Validate config files or folders (default: agent_configs mcp_configs).
+
+    Exits 0 when there are no errors (warnings allowed), 1 otherwise.
+    """
+    configs = _load(paths)
+    if output_format == "json":
+        report = {
+            "ok": configs.ok,
+            "files": configs.files,
+            "agents": sorted(configs.agents),
+            "adapters": sorted(configs.adapters),
+            "mcp_servers": sorted(configs.mcp_servers),
+            "problems": [problem.to_dict() for problem in configs.problems],
+        }
+        click.echo(json.dumps(report, indent=2))
+    else:
+        for problem in configs.problems:
+            click.echo(problem.render())
+        click.echo(_summary(configs))
+    sys.exit(0 if configs.ok else 1)
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Fail if the committed schemas differ from the models.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="schemas", show_default=True)
+def schema(check: bool, out_dir: str) -> None:
+    """Write the JSON Schemas of every config kind and of the message envelope."""
+    directory = Path(out_dir)
+    if check:
+        stale = schemas.drifted(directory)
+        for path in stale:
+            click.echo(f"{path}: differs from the models; run `aos schema` to regenerate", err=True)
+        if stale:
+            sys.exit(1)
+        click.echo(f"{len(schemas.SCHEMA_MODELS)} schema(s) in {directory} match the models")
+        return
+    for path in schemas.write(directory):
+        click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+def topology(paths: tuple[str, ...]) -> None:
+    """Print the Service Bus topics, subscriptions and filters the configs imply, as JSON.
+
+    Problems go to stderr; the exit code is 1 when any config has an error.
+    """
+    configs = _load(paths)
+    document, problems = build_topology(configs)
+    for problem in configs.problems + problems:
+        click.echo(problem.render(), err=True)
+    click.echo(json.dumps(document, indent=2))
+    failed = not configs.ok or any(p.severity == "error" for p in problems)
+    sys.exit(1 if failed else 0)
 
 
 def _register_optional_commands() -> None:

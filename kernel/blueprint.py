@@ -1,0 +1,43 @@
+"""The kernel app: platform-wide HTTP routes (health, config problems)."""
+
+from __future__ import annotations
+
+import json
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from kernel import roles
+from kernel.config.store import default_store
+
+bp = df.Blueprint()
+
+
+def _json(body: object, status: int = 200) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body, indent=2), status_code=status, mimetype="application/json")
+
+
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    """Liveness plus a config summary; never includes setting values."""
+    configs = default_store().current()
+    return _json(
+        {
+            "status": "ok",
+            "roles": roles.selected_roles(),
+            "configs": {
+                "agents": len(configs.agents),
+                "adapters": len(configs.adapters),
+                "mcp_servers": len(configs.mcp_servers),
+                "errors": len(configs.errors),
+                "warnings": len(configs.problems) - len(configs.errors),
+            },
+        }
+    )
+
+
+@bp.route(route="configs/problems", methods=["GET"])
+def config_problems(req: func.HttpRequest) -> func.HttpResponse:
+    """Every problem in the deployed configs, as `aos validate --format json` reports them."""
+    configs = default_store().current()
+    return _json({"problems": [problem.to_dict() for problem in configs.problems]})

@@ -1,0 +1,391 @@
+"""Config files in, validated models plus a list of problems out.
+
+One broken file never stops the others: each file is parsed and validated on its own, then the
+documents that passed are checked against each other (duplicate ids, dangling references). A
+document with an error is left out of the result and reported; everything else loads.
+Secret references are checked for shape only; nothing is resolved here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import ValidationError
+
+from kernel.config.errors import describe, translate
+from kernel.config.models import (
+    DOCUMENT_MODELS,
+    AdapterConfig,
+    AgentConfig,
+    Document,
+    McpServerConfig,
+    document_id,
+)
+from kernel.config.parsing import JsonPath, ParseError, Parsed, format_path, parse
+from kernel.config.problems import Problem
+from kernel.config.references import MalformedReference, find_references
+
+CONFIG_SUFFIXES = {".json", ".yaml", ".yml"}
+
+#: A document without ``kind`` takes the kind of the folder it is in.
+FOLDER_KINDS = {"agent_configs": "agent", "mcp_configs": "mcp_server"}
+
+#: Where `${secret:…}` / `${env:…}` references are resolved at use; anywhere else they would
+#: reach a model or a log verbatim, so they are refused.
+REFERENCE_FIELDS: dict[str, set[str]] = {
+    "mcp_server": {"env", "headers", "url", "args", "command"},
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a document came from and which version of it is loaded."""
+
+    file: str
+    line: int
+    version: str
+
+
+@dataclass
+class ConfigSet:
+    """The documents that passed validation, and the problems of those that did not."""
+
+    agents: dict[str, AgentConfig] = field(default_factory=dict)
+    adapters: dict[str, AdapterConfig] = field(default_factory=dict)
+    mcp_servers: dict[str, McpServerConfig] = field(default_factory=dict)
+    sources: dict[tuple[str, str], Source] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def by_kind(self, kind: str) -> dict[str, Any]:
+        return {"agent": self.agents, "adapter": self.adapters, "mcp_server": self.mcp_servers}[kind]
+
+    def source(self, kind: str, doc_id: str) -> Source:
+        return self.sources[(kind, doc_id)]
+
+
+@dataclass
+class _Loaded:
+    kind: str
+    document: Document
+    file: str
+    parsed: Parsed
+
+
+def load_configs(paths: Iterable[str | Path]) -> ConfigSet:
+    """Load every config file under ``paths`` (files or folders)."""
+    result = ConfigSet()
+    loaded: list[_Loaded] = []
+    for path in discover(paths, result.problems):
+        result.files.append(str(path))
+        document = load_file(path, result.problems)
+        if document is not None:
+            loaded.append(document)
+    _collect(loaded, result)
+    _check_references_between(loaded, result)
+    return result
+
+
+def discover(paths: Iterable[str | Path], problems: list[Problem]) -> list[Path]:
+    """Config files named by ``paths``: files as given, folders searched recursively."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file()
+                    and p.suffix in CONFIG_SUFFIXES
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                )
+            )
+        elif path.is_file():
+            if path.suffix in CONFIG_SUFFIXES:
+                found.append(path)
+            else:
+                problems.append(
+                    Problem(
+                        file=str(path),
+                        message="not a config file",
+                        expected="a .json, .yaml or .yml file",
+                        found=f"'{path.suffix or 'no extension'}'",
+                        code="unsupported-file",
+                    )
+                )
+        else:
+            problems.append(Problem(file=str(path), message="no such file or folder", code="missing-file"))
+    return found
+
+
+def load_file(path: Path, problems: list[Problem]) -> _Loaded | None:
+    """Parse and validate one file; on failure append problems and return None."""
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        problems.append(Problem(file=file, message=f"cannot read file: {error}", code="unreadable"))
+        return None
+    if not text.strip():
+        problems.append(
+            Problem(file=file, line=1, message="file is empty", expected="an object", found="nothing", code="empty")
+        )
+        return None
+    try:
+        parsed = parse(text, suffix=path.suffix)
+    except ParseError as error:
+        problems.append(
+            Problem(file=file, line=error.line, column=error.column, message=error.message, code="syntax")
+        )
+        return None
+    if not isinstance(parsed.data, dict):
+        problems.append(
+            Problem(
+                file=file,
+                line=1,
+                column=1,
+                message="a config file holds one object at the top level",
+                expected="an object (mapping) with 'id' and the other fields",
+                found=describe(parsed.data),
+                code="not-an-object",
+            )
+        )
+        return None
+    kind = _kind_of(parsed, path, problems)
+    if kind is None:
+        return None
+    reference_problems = _check_reference_syntax(parsed, kind, file)
+    model = DOCUMENT_MODELS[kind]
+    try:
+        document = model.model_validate(parsed.data)
+    except ValidationError as error:
+        problems.extend(translate(error, model=model, parsed=parsed, file=file))
+        problems.extend(reference_problems)
+        return None
+    if reference_problems:
+        problems.extend(reference_problems)
+        return None
+    return _Loaded(kind, document, file, parsed)
+
+
+def _kind_of(parsed: Parsed, path: Path, problems: list[Problem]) -> str | None:
+    file = str(path)
+    declared = parsed.data.get("kind")
+    if declared is None:
+        for folder in reversed(path.parts[:-1]):
+            if folder in FOLDER_KINDS:
+                return FOLDER_KINDS[folder]
+        problems.append(
+            Problem(
+                file=file,
+                line=1,
+                message="cannot tell what this document is: add 'kind'",
+                expected=f"'kind' set to one of {', '.join(DOCUMENT_MODELS)}",
+                found="no 'kind' outside agent_configs/ and mcp_configs/",
+                code="missing-kind",
+            )
+        )
+        return None
+    if declared not in DOCUMENT_MODELS:
+        position = parsed.position(("kind",))
+        hint = difflib.get_close_matches(str(declared), list(DOCUMENT_MODELS), n=1)
+        problems.append(
+            Problem(
+                file=file,
+                path="$.kind",
+                line=position.line if position else None,
+                column=position.column if position else None,
+                message="unknown kind" + (f" (did you mean '{hint[0]}'?)" if hint else ""),
+                expected=f"one of {', '.join(DOCUMENT_MODELS)}",
+                found=describe(declared),
+                code="unknown-kind",
+            )
+        )
+        return None
+    return str(declared)
+
+
+def _check_reference_syntax(parsed: Parsed, kind: str, file: str) -> list[Problem]:
+    """Malformed references anywhere, and well-formed ones where nothing resolves them."""
+    problems: list[Problem] = []
+    allowed = REFERENCE_FIELDS.get(kind, set())
+    for path, text in _strings(parsed.data, ()):
+        try:
+            references = find_references(text)
+        except MalformedReference as error:
+            problems.append(_at(parsed, file, path, str(error), code="bad-reference"))
+            continue
+        if references and not (path and path[0] in allowed):
+            if allowed:
+                where = f"in {kind.replace('_', ' ')} documents only in: {', '.join(sorted(allowed))}"
+            else:
+                where = f"nowhere in {kind.replace('_', ' ')} documents"
+            problems.append(
+                _at(
+                    parsed,
+                    file,
+                    path,
+                    f"{references[0]} would be used verbatim: references are resolved {where}",
+                    code="reference-not-resolved-here",
+                )
+            )
+    return problems
+
+
+def _strings(value: Any, path: JsonPath) -> Iterable[tuple[JsonPath, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, path + (str(key),))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, path + (index,))
+
+
+def _at(parsed: Parsed, file: str, path: JsonPath, message: str, **extra: Any) -> Problem:
+    position = parsed.position(path)
+    return Problem(
+        file=file,
+        path=format_path(path),
+        line=position.line if position else None,
+        column=position.column if position else None,
+        message=message,
+        **extra,
+    )
+
+
+def config_version(document: Document) -> str:
+    """A short content hash: the version an agent records when it adopts a config."""
+    canonical = json.dumps(
+        document.model_dump(mode="json", exclude={"schema_"}), sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _collect(loaded: list[_Loaded], result: ConfigSet) -> None:
+    """Add documents kind by kind, refusing duplicate ids (the first file wins)."""
+    for item in loaded:
+        doc_id = document_id(item.document)
+        key = (item.kind, doc_id)
+        if key in result.sources:
+            first = result.sources[key]
+            id_field = "name" if item.kind == "adapter" else "id"
+            result.problems.append(
+                _at(
+                    item.parsed,
+                    item.file,
+                    (id_field,),
+                    f"duplicate {item.kind.replace('_', ' ')} {id_field} '{doc_id}': "
+                    f"already defined in {first.file}:{first.line}",
+                    code="duplicate-id",
+                )
+            )
+            continue
+        position = item.parsed.position(("id",)) or item.parsed.position(("name",))
+        result.sources[key] = Source(item.file, position.line if position else 1, config_version(item.document))
+        result.by_kind(item.kind)[doc_id] = item.document
+
+
+def _check_references_between(loaded: list[_Loaded], result: ConfigSet) -> None:
+    """Agents may only name adapters, endpoints, servers and tools that exist; drop those that don't."""
+    for item in loaded:
+        if item.kind != "agent" or not isinstance(item.document, AgentConfig):
+            continue
+        agent = item.document
+        if result.agents.get(agent.id) is not agent:
+            continue  # a duplicate, already reported
+        problems = list(_agent_reference_problems(agent, item, result))
+        result.problems.extend(problems)
+        if any(p.severity == "error" for p in problems):
+            del result.agents[agent.id]
+            del result.sources[("agent", agent.id)]
+
+
+def _agent_reference_problems(agent: AgentConfig, item: _Loaded, result: ConfigSet) -> Iterable[Problem]:
+    def dangling(path: JsonPath, what: str, name: str, known: Iterable[str]) -> Problem:
+        names = sorted(known)
+        hint = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        return _at(
+            item.parsed,
+            item.file,
+            path,
+            f"unknown {what} '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else ""),
+            expected=f"one of: {', '.join(names)}" if names else f"a declared {what}",
+            found=f"'{name}'",
+            code="dangling-reference",
+        )
+
+    if agent.model.endpoint is not None:
+        yield dangling(("model", "endpoint"), "inference endpoint", agent.model.endpoint, [])
+    if agent.model.adapter is not None and agent.model.adapter.name not in result.adapters:
+        yield dangling(("model", "adapter", "name"), "adapter", agent.model.adapter.name, result.adapters)
+
+    granted: dict[str, set[str] | None] = {}
+    for index, grant in enumerate(agent.tools):
+        server = result.mcp_servers.get(grant.server)
+        if server is None:
+            yield dangling(("tools", index, "server"), "MCP server", grant.server, result.mcp_servers)
+            continue
+        granted[grant.server] = set(grant.tools) if grant.tools is not None else None
+        if not server.enabled:
+            yield _at(
+                item.parsed,
+                item.file,
+                ("tools", index, "server"),
+                f"MCP server '{grant.server}' is disabled: its tools are unavailable until it is enabled",
+                severity="warning",
+                code="disabled-server",
+            )
+        for tool_index, tool in enumerate(grant.tools or []):
+            path = ("tools", index, "tools", tool_index)
+            if tool in server.tools.exclude:
+                yield _at(
+                    item.parsed,
+                    item.file,
+                    path,
+                    f"tool '{tool}' is excluded by MCP server '{grant.server}'",
+                    code="excluded-tool",
+                )
+            elif server.tools.include is not None and tool not in server.tools.include:
+                yield dangling(path, f"tool of MCP server '{grant.server}'", tool, server.tools.include)
+
+    for index, rule in enumerate(agent.approvals):
+        if rule.server not in granted:
+            yield _at(
+                item.parsed,
+                item.file,
+                ("approvals", index, "server"),
+                f"approval rule for MCP server '{rule.server}', which this agent is not granted",
+                expected=f"one of the granted servers: {', '.join(sorted(granted)) or 'none'}",
+                code="dangling-reference",
+            )
+            continue
+        allowed = granted[rule.server]
+        excluded = result.mcp_servers[rule.server].tools.exclude
+        for tool_index, tool in enumerate(rule.tools or []):
+            path = ("approvals", index, "tools", tool_index)
+            if tool in excluded:
+                yield _at(
+                    item.parsed,
+                    item.file,
+                    path,
+                    f"tool '{tool}' is excluded by MCP server '{rule.server}'",
+                    code="excluded-tool",
+                )
+            elif allowed is not None and tool not in allowed:
+                yield dangling(path, "granted tool", tool, allowed)

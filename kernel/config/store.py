@@ -1,0 +1,47 @@
+"""The configs as they are on disk now, reloaded only when a file changes.
+
+Requests and triggers ask for the current configs often; re-reading every file each time is
+waste, and caching forever would miss a dropped-in config. A fingerprint of file names, sizes and
+modification times decides.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Sequence
+
+from kernel.config.loader import ConfigSet, discover, load_configs
+
+
+class ConfigStore:
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self._paths = list(paths)
+        self._fingerprint: tuple[tuple[str, int, int], ...] | None = None
+        self._current: ConfigSet | None = None
+
+    def current(self) -> ConfigSet:
+        """The loaded configs, reloaded if any file was added, removed or changed."""
+        fingerprint = self._fingerprint_now()
+        if self._current is None or fingerprint != self._fingerprint:
+            self._current = load_configs(self._paths)
+            self._fingerprint = fingerprint
+        return self._current
+
+    def _fingerprint_now(self) -> tuple[tuple[str, int, int], ...]:
+        entries = []
+        for path in discover(self._paths, []):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            entries.append((str(path), stat.st_mtime_ns, stat.st_size))
+        return tuple(entries)
+
+
+@functools.lru_cache(maxsize=1)
+def default_store() -> ConfigStore:
+    """The process-wide store over AOS_CONFIG_PATHS, shared by every blueprint of the app."""
+    from kernel import settings
+
+    return ConfigStore(settings.config_paths())

@@ -1,0 +1,115 @@
+"""Call user functions the way the Python worker does: keyword arguments named by the bindings.
+
+Async functions run on the engine's loop; sync ones in a thread pool (as the worker runs them).
+``func.Out`` parameters get a holder whose value the host reads after the call, and a parameter
+named ``context`` that no binding claims gets a ``func.Context``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import azure.functions as func
+
+from .indexing import FunctionSpec
+
+
+class Out(func.Out):  # type: ignore[type-arg]
+    """The value holder behind a ``func.Out[T]`` parameter."""
+
+    def __init__(self) -> None:
+        self._value: Any = None
+
+    def set(self, val: Any) -> None:
+        self._value = val
+
+    def get(self) -> Any:
+        return self._value
+
+
+class _TraceContext(func.TraceContext):
+    def __init__(self) -> None:
+        self._traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
+
+    @property
+    def Traceparent(self) -> str:  # noqa: N802 - the SDK's name
+        return self._traceparent
+
+    @property
+    def Tracestate(self) -> str:  # noqa: N802
+        return ""
+
+    @property
+    def Attributes(self) -> dict[str, str]:  # noqa: N802
+        return {}
+
+
+class InvocationContext(func.Context):
+    """The ``func.Context`` handed to functions that ask for one."""
+
+    def __init__(self, function_name: str, function_directory: str) -> None:
+        self._invocation_id = str(uuid.uuid4())
+        self._function_name = function_name
+        self._function_directory = function_directory
+        self._trace_context = _TraceContext()
+
+    @property
+    def invocation_id(self) -> str:
+        return self._invocation_id
+
+    @property
+    def thread_local_storage(self) -> Any:
+        return None
+
+    @property
+    def function_name(self) -> str:
+        return self._function_name
+
+    @property
+    def function_directory(self) -> str:
+        return self._function_directory
+
+    @property
+    def trace_context(self) -> func.TraceContext:
+        return self._trace_context
+
+    @property
+    def retry_context(self) -> Any:
+        return None
+
+
+@dataclass
+class Invocation:
+    """The outcome of one call: the return value and the values set on output bindings."""
+
+    result: Any
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def build_arguments(spec: FunctionSpec, inputs: dict[str, Any], directory: str) -> tuple[dict[str, Any], dict[str, Out]]:
+    """Keyword arguments for ``spec``: given inputs, ``Out`` holders, and ``context`` if asked for."""
+    kwargs = dict(inputs)
+    outs: dict[str, Out] = {}
+    for binding in spec.outputs:
+        name = str(binding.get("name"))
+        if name != "$return":
+            outs[name] = Out()
+            kwargs[name] = outs[name]
+    if "context" in spec.parameters and "context" not in kwargs:
+        kwargs["context"] = InvocationContext(spec.name, directory)
+    return {k: v for k, v in kwargs.items() if k in spec.parameters or not spec.parameters}, outs
+
+
+async def invoke(spec: FunctionSpec, inputs: dict[str, Any], *, executor: Executor | None, directory: str = "") -> Invocation:
+    """Run the function; exceptions propagate to the caller, which decides what failure means."""
+    kwargs, outs = build_arguments(spec, inputs, directory)
+    if spec.is_async:
+        result = await spec.user_function(**kwargs)
+    else:
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(executor, lambda: spec.user_function(**kwargs))
+    return Invocation(result=result, outputs={name: holder.get() for name, holder in outs.items()})

@@ -1,0 +1,37 @@
+"""The three Function Apps built from one package, selected by AOS_APP_ROLES."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Mapping
+
+import azure.functions as func
+
+from kernel import settings
+
+#: Role name -> module whose ``bp`` is that role's blueprint. Imported only when selected, so an
+#: app pays the import cost of its own role only.
+ROLE_BLUEPRINTS = {
+    "kernel": "kernel.blueprint",
+    "realm": "realm_of_agents.blueprint",
+    "mcp": "mcp_servers.blueprint",
+}
+
+
+def selected_roles(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Roles named in AOS_APP_ROLES, in canonical order; all of them when unset or empty."""
+    raw = settings.get("AOS_APP_ROLES", environ)
+    names = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    unknown = [name for name in names if name not in ROLE_BLUEPRINTS]
+    if unknown:
+        raise ValueError(
+            f"AOS_APP_ROLES names unknown role(s) {', '.join(unknown)}: "
+            f"expected a comma list of {', '.join(ROLE_BLUEPRINTS)}"
+        )
+    return [role for role in ROLE_BLUEPRINTS if not names or role in names]
+
+
+def blueprint(role: str) -> func.Blueprint:
+    module = importlib.import_module(ROLE_BLUEPRINTS[role])
+    bp: func.Blueprint = module.bp
+    return bp

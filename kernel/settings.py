@@ -1,0 +1,58 @@
+"""Every app setting AOS reads, in one place.
+
+Functions apps are configured through app settings (environment variables in Azure, ``Values``
+in ``local.settings.json`` locally). Reading them only through this module keeps the list
+honest: a test checks that ``local.settings.sample.json`` names every setting declared here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    description: str
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting("AOS_APP_ROLES", "", "Comma list of kernel, realm, mcp; empty runs all three."),
+        Setting(
+            "AOS_CONFIG_PATHS",
+            "agent_configs,mcp_configs",
+            "Comma list of config files or folders, relative to the app root.",
+        ),
+        Setting("AOS_TASK_HUB", "aos", "Durable Functions task hub name (host.json reads it)."),
+        Setting(
+            "ServiceBusConnection",
+            "",
+            "Service Bus connection: a connection string locally, or "
+            "ServiceBusConnection__fullyQualifiedNamespace with managed identity in Azure.",
+        ),
+    )
+}
+
+APP_ROOT = Path(__file__).resolve().parent.parent
+
+
+def get(name: str, environ: Mapping[str, str] | None = None) -> str:
+    """The value of a declared setting, or its default."""
+    setting = SETTINGS[name]
+    source = os.environ if environ is None else environ
+    return source.get(name, setting.default)
+
+
+def config_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """Config locations from AOS_CONFIG_PATHS; relative ones are taken from the app root."""
+    raw = get("AOS_CONFIG_PATHS", environ)
+    return [
+        path if path.is_absolute() else APP_ROOT / path
+        for path in (Path(part.strip()) for part in raw.split(",") if part.strip())
+    ]
