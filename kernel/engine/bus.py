@@ -195,7 +195,7 @@ _SCHEMA = (
         ttl_us INTEGER,
         expires_us INTEGER,
         delivery_count INTEGER NOT NULL DEFAULT 0,
-        lock_token TEXT UNIQUE,
+        lock_token TEXT,
         locked_until_us INTEGER,
         dead_letter_reason TEXT,
         dead_letter_description TEXT
@@ -203,12 +203,14 @@ _SCHEMA = (
     # receive: the next unlocked messages of one entity/sub-queue in order.
     """CREATE INDEX IF NOT EXISTS bus_messages_ready
         ON bus_messages (entity_key, dead_lettered, id) WHERE lock_token IS NULL""",
-    # next_visible_at: the earliest scheduled message.
-    """CREATE INDEX IF NOT EXISTS bus_messages_scheduled
-        ON bus_messages (enqueued_us) WHERE lock_token IS NULL AND dead_lettered = 0""",
+    # counts, the earliest scheduled message of an entity, cancelling a scheduled message.
+    """CREATE INDEX IF NOT EXISTS bus_messages_entity ON bus_messages (entity_key, dead_lettered, enqueued_us)""",
     # time-to-live sweep per entity.
     """CREATE INDEX IF NOT EXISTS bus_messages_expiry ON bus_messages (entity_key, expires_us)
         WHERE expires_us IS NOT NULL AND lock_token IS NULL AND dead_lettered = 0""",
+    # settling by lock token. Partial, so the planner never picks it for "lock_token IS NULL".
+    """CREATE UNIQUE INDEX IF NOT EXISTS bus_messages_lock_token
+        ON bus_messages (lock_token) WHERE lock_token IS NOT NULL""",
     # lock expiry sweep.
     """CREATE INDEX IF NOT EXISTS bus_messages_locks
         ON bus_messages (locked_until_us) WHERE lock_token IS NOT NULL""",
@@ -366,7 +368,7 @@ class EmbeddedBus:
         with self._atomic():
             rows = [
                 _Entity._make(row)
-                for row in self._conn.execute(f"SELECT {_ENTITY_COLUMNS} FROM bus_entities ORDER BY key")
+                for row in self._query(f"SELECT {_ENTITY_COLUMNS} FROM bus_entities ORDER BY key")
             ]
         queues: dict[str, Any] = {}
         topics: dict[str, Any] = {}
@@ -447,11 +449,7 @@ class EmbeddedBus:
             now = self._now_us()
             entity, dead_lettered = self._receivable(path)
             self._catch_up(entity, now)
-            rows = self._rows(
-                "WHERE entity_key = ? AND dead_lettered = ? AND lock_token IS NULL AND enqueued_us <= ?"
-                " ORDER BY id LIMIT ?",
-                (entity.key, int(dead_lettered), now, max_count),
-            )
+            rows = self._ready_rows(entity.key, dead_lettered, now, max_count)
             locked_until = now + entity.lock_duration_us
             locked = [row._replace(lock_token=str(uuid.uuid4()), locked_until_us=locked_until,
                                    delivery_count=row.delivery_count + 1) for row in rows]
@@ -548,14 +546,14 @@ class EmbeddedBus:
         with self._atomic():
             now = self._now_us()
             if path is None:
-                targets = self._all_receivable()
-                for entity in targets:
-                    self._catch_up(entity, now)
+                entities = [_Entity._make(row) for row in self._query(f"SELECT {_ENTITY_COLUMNS} FROM bus_entities")]
+                for entity in entities:
+                    if entity.kind != "topic":
+                        self._catch_up(entity, now)
                 candidates = [
-                    self._min("SELECT MIN(enqueued_us) FROM bus_messages WHERE lock_token IS NULL"
-                              " AND dead_lettered = 0 AND enqueued_us > ?", (now,)),
                     self._min("SELECT MIN(locked_until_us) FROM bus_messages WHERE lock_token IS NOT NULL", ()),
-                    *(self._next_expiry(entity.key) for entity in targets),
+                    *(self._next_scheduled(entity.key, now) for entity in entities),
+                    *(self._next_expiry(entity.key) for entity in entities),
                 ]
             else:
                 entity, dead_lettered = self._receivable(path)
@@ -569,11 +567,7 @@ class EmbeddedBus:
                     candidates.append(self._next_expiry(entity.key))
                 else:
                     sources = [entity.key] if entity.topic_key is None else [entity.key, entity.topic_key]
-                    candidates += [self._min(
-                        "SELECT MIN(enqueued_us) FROM bus_messages WHERE lock_token IS NULL"
-                        " AND dead_lettered = 0 AND enqueued_us > ? AND entity_key = ?",
-                        (now, key),
-                    ) for key in sources]
+                    candidates += [self._next_scheduled(key, now) for key in sources]
             pending = [moment for moment in candidates if moment is not None]
             return _from_us(min(pending)) if pending else None
 
@@ -593,6 +587,15 @@ class EmbeddedBus:
             raise
         self._conn.execute("RELEASE embedded_bus")
 
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a statement and fetch all rows as tuples, whatever row factory the caller's connection uses.
+
+        Fetching everything also finishes the statement, so the savepoint can be released.
+        """
+        cursor = self._conn.cursor()
+        cursor.row_factory = None
+        return cursor.execute(sql, params).fetchall()
+
     def _now_us(self) -> int:
         return _to_us(self._clock(), "the bus clock")
 
@@ -606,14 +609,8 @@ class EmbeddedBus:
         return entity
 
     def _entity_row(self, where: str, params: tuple[Any, ...]) -> _Entity | None:
-        row = self._conn.execute(f"SELECT {_ENTITY_COLUMNS} FROM bus_entities {where}", params).fetchone()
-        return None if row is None else _Entity._make(row)
-
-    def _all_receivable(self) -> list[_Entity]:
-        rows = self._conn.execute(
-            f"SELECT {_ENTITY_COLUMNS} FROM bus_entities WHERE kind IN ('queue', 'subscription') ORDER BY key"
-        ).fetchall()
-        return [_Entity._make(row) for row in rows]
+        rows = self._query(f"SELECT {_ENTITY_COLUMNS} FROM bus_entities {where}", params)
+        return _Entity._make(rows[0]) if rows else None
 
     def _receivable(self, path: str) -> tuple[_Entity, bool]:
         """Resolve a queue/subscription path, possibly with the dead-letter suffix."""
@@ -625,8 +622,7 @@ class EmbeddedBus:
         return entity, dead_lettered
 
     def _unknown(self, path: str, wanted: str) -> UnknownEntityError:
-        entities = [_Entity._make(row) for row in self._conn.execute(
-            f"SELECT {_ENTITY_COLUMNS} FROM bus_entities ORDER BY key")]
+        entities = [_Entity._make(row) for row in self._query(f"SELECT {_ENTITY_COLUMNS} FROM bus_entities ORDER BY key")]
         def listed(kind: str) -> str:
             return ", ".join(e.path for e in entities if e.kind == kind) or "none"
         hint = ""
@@ -667,35 +663,48 @@ class EmbeddedBus:
         return self._rules_cache[text]
 
     def _subscriptions(self, topic_key: str) -> list[tuple[str, tuple[Rule, ...]]]:
-        rows = self._conn.execute(
-            f"SELECT {_ENTITY_COLUMNS} FROM bus_entities WHERE topic_key = ? ORDER BY key", (topic_key,)
-        ).fetchall()
+        rows = self._query(f"SELECT {_ENTITY_COLUMNS} FROM bus_entities WHERE topic_key = ? ORDER BY key", (topic_key,))
         return [(entity.key, self._rules(entity)) for entity in map(_Entity._make, rows)]
 
     def _allocate_sequence_numbers(self, key: str, count: int) -> int:
-        row = self._conn.execute(
+        ((next_sequence,),) = self._query(
             "UPDATE bus_entities SET next_sequence = next_sequence + ? WHERE key = ? RETURNING next_sequence",
             (count, key),
-        ).fetchone()
-        return int(row[0]) - count
+        )
+        return int(next_sequence) - count
 
     # ------------------------------------------------------------------------------------------
     # Internals: messages
     # ------------------------------------------------------------------------------------------
 
     def _rows(self, where: str, params: tuple[Any, ...]) -> list[_Row]:
-        return [_Row._make(row) for row in self._conn.execute(f"SELECT {_ROW_COLUMNS} FROM bus_messages {where}", params)]
+        return [_Row._make(row) for row in self._query(f"SELECT {_ROW_COLUMNS} FROM bus_messages {where}", params)]
+
+    def _ready_rows(self, key: str, dead_lettered: bool, now: int, limit: int) -> list[_Row]:
+        """Unlocked messages whose time has come, in order; walks the index instead of sorting."""
+        return self._rows(
+            "INDEXED BY bus_messages_ready WHERE entity_key = ? AND dead_lettered = ? AND lock_token IS NULL"
+            " AND enqueued_us <= ? ORDER BY id LIMIT ?",
+            (key, int(dead_lettered), now, limit),
+        )
 
     def _min(self, sql: str, params: tuple[Any, ...]) -> int | None:
-        value = self._conn.execute(sql, params).fetchone()[0]
+        ((value,),) = self._query(sql, params)
         return None if value is None else int(value)
 
     def _count(self, key: str, dead_lettered: bool, now: int) -> int:
-        row = self._conn.execute(
+        ((count,),) = self._query(
             "SELECT COUNT(*) FROM bus_messages WHERE entity_key = ? AND dead_lettered = ? AND enqueued_us <= ?",
             (key, int(dead_lettered), now),
-        ).fetchone()
-        return int(row[0])
+        )
+        return int(count)
+
+    def _next_scheduled(self, key: str, now: int) -> int | None:
+        return self._min(
+            "SELECT MIN(enqueued_us) FROM bus_messages INDEXED BY bus_messages_entity WHERE entity_key = ?"
+            " AND dead_lettered = 0 AND enqueued_us > ? AND lock_token IS NULL",
+            (key, now),
+        )
 
     def _next_expiry(self, key: str) -> int | None:
         return self._min(
@@ -736,9 +745,10 @@ class EmbeddedBus:
                 "and was released"
             )
         now = self._now_us()
-        if rows[0].locked_until_us is not None and rows[0].locked_until_us <= now:
-            expired = _from_us(rows[0].locked_until_us)
-            raise LockLostError(f"lock {lock_token!r} expired at {expired.isoformat() if expired else '?'}")
+        locked_until = rows[0].locked_until_us
+        if locked_until is not None and locked_until <= now:
+            expired_at = _EPOCH + timedelta(microseconds=locked_until)
+            raise LockLostError(f"lock {lock_token!r} expired at {expired_at.isoformat()}")
         return rows[0]
 
     def _unlock(self, ids: Sequence[int]) -> None:
@@ -748,9 +758,7 @@ class EmbeddedBus:
 
     def _dead_letter(self, row_id: int, reason: str, description: str | None) -> None:
         """Move a message to the dead-letter queue, recording why where Service Bus does."""
-        (properties_text,) = self._conn.execute(
-            "SELECT application_properties FROM bus_messages WHERE id = ?", (row_id,)
-        ).fetchone()
+        ((properties_text,),) = self._query("SELECT application_properties FROM bus_messages WHERE id = ?", (row_id,))
         properties = json.loads(properties_text)
         properties["DeadLetterReason"] = reason
         if description is not None:
@@ -771,10 +779,7 @@ class EmbeddedBus:
         self._expire(entity, now)
 
     def _promote_scheduled(self, topic_key: str, now: int) -> None:
-        rows = self._rows(
-            "WHERE entity_key = ? AND dead_lettered = 0 AND lock_token IS NULL AND enqueued_us <= ? ORDER BY id",
-            (topic_key, now),
-        )
+        rows = self._ready_rows(topic_key, False, now, -1)
         if not rows:
             return
         subscriptions = self._subscriptions(topic_key)
@@ -784,24 +789,24 @@ class EmbeddedBus:
 
     def _release_locks(self, now: int, entity_key: str | None) -> int:
         sql = (
-            "SELECT m.id, m.dead_lettered, m.delivery_count, e.key FROM bus_messages m"
-            " JOIN bus_entities e ON e.key = m.entity_key"
-            " WHERE m.lock_token IS NOT NULL AND m.locked_until_us <= ?"
+            "SELECT id, dead_lettered, delivery_count, entity_key FROM bus_messages INDEXED BY bus_messages_locks"
+            " WHERE lock_token IS NOT NULL AND locked_until_us <= ?"
         )
         params: tuple[Any, ...] = (now,)
         if entity_key is not None:
-            sql += " AND m.entity_key = ?"
+            sql += " AND entity_key = ?"
             params += (entity_key,)
-        expired = self._conn.execute(sql + " ORDER BY m.id", params).fetchall()
+        expired = self._query(sql + " ORDER BY id", params)
         entities = {key: self._entity_by_key(key) for key in {row[3] for row in expired}}
-        exhausted = [row for row in expired if not row[1] and row[2] >= entities[row[3]].max_delivery_count]
-        self._unlock([row[0] for row in expired if row not in exhausted])
-        for row_id, _, _, key in exhausted:
-            self._dead_letter(row_id, *_max_delivery_reason(entities[key]))
+        for row_id, dead_lettered, delivery_count, key in expired:
+            if not dead_lettered and delivery_count >= entities[key].max_delivery_count:
+                self._dead_letter(row_id, *_max_delivery_reason(entities[key]))
+            else:
+                self._unlock([row_id])
         return len(expired)
 
     def _expire(self, entity: _Entity, now: int) -> None:
-        ids = [row[0] for row in self._conn.execute(
+        ids = [row[0] for row in self._query(
             "SELECT id FROM bus_messages WHERE entity_key = ? AND expires_us <= ? AND expires_us IS NOT NULL"
             " AND lock_token IS NULL AND dead_lettered = 0 ORDER BY id",
             (entity.key, now),
@@ -815,10 +820,10 @@ class EmbeddedBus:
 
 def _check_name(name: str, pattern: re.Pattern[str], kind: str, max_length: int) -> None:
     if not isinstance(name, str) or not pattern.fullmatch(name) or len(name) > max_length:
+        allowed_slash = "" if kind == "subscription" else ", '/'"
         raise ValueError(
-            f"invalid {kind} name {name!r}: use letters, digits, '.', '-', '_'"
-            f"{', ' + repr('/') if kind != 'subscription' else ''}, starting with a letter or digit,"
-            f" at most {max_length} characters"
+            f"invalid {kind} name {name!r}: use letters, digits, '.', '-', '_'{allowed_slash}, starting"
+            f" with a letter or digit, at most {max_length} characters"
         )
     if kind != "subscription" and "/subscriptions/" in f"/{name.lower()}/":
         raise ValueError(f"invalid {kind} name {name!r}: 'Subscriptions' is reserved as a path segment")
