@@ -173,8 +173,8 @@ def load_file(path: Path, problems: list[Problem]) -> _Loaded | None:
     try:
         document = model.model_validate(parsed.data)
     except ValidationError as error:
-        problems.extend(translate(error, model=model, parsed=parsed, file=file))
-        problems.extend(reference_problems)
+        found = translate(error, model=model, parsed=parsed, file=file) + reference_problems
+        problems.extend(sorted(found, key=lambda p: (p.line or 0, p.column or 0)))
         return None
     if reference_problems:
         problems.extend(reference_problems)

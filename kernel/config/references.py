@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 KEY_VAULT_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -75,3 +75,24 @@ def resolve(text: str, lookup: Callable[[Reference], str]) -> str:
     """Replace every reference in ``text`` with ``lookup(reference)``, at the moment of use."""
     find_references(text)  # raise on malformed references before resolving any
     return _REFERENCE.sub(lambda m: lookup(_parse(m.group(1))), text)
+
+
+class UnresolvedReference(LookupError):
+    """A reference whose value is not available; the message names the reference, never a value."""
+
+
+def local_secret_variable(name: str) -> str:
+    """The environment variable that stands in for Key Vault secret ``name`` locally."""
+    return name.upper().replace("-", "_")
+
+
+def environment_lookup(environ: Mapping[str, str]) -> Callable[[Reference], str]:
+    """The local resolver: `${env:X}` is ``environ[X]``; `${secret:x-y}` is ``environ[X_Y]``."""
+
+    def lookup(reference: Reference) -> str:
+        variable = reference.name if reference.source == "env" else local_secret_variable(reference.name)
+        if variable not in environ:
+            raise UnresolvedReference(f"{reference} is not set (looked for environment variable {variable})")
+        return environ[variable]
+
+    return lookup

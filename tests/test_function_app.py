@@ -1,0 +1,76 @@
+"""function_app.py composes the blueprints that AOS_APP_ROLES selects, as the worker indexes them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from itertools import combinations
+from pathlib import Path
+
+import pytest
+
+from kernel.roles import ROLE_BLUEPRINTS, selected_roles
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Functions each role must contribute (name -> trigger type and route where relevant).
+ROLE_FUNCTIONS = {
+    "kernel": {"health": ("httpTrigger", "health"), "config_problems": ("httpTrigger", "configs/problems")},
+    "realm": {"list_agents": ("httpTrigger", "agents")},
+    "mcp": {"list_servers": ("httpTrigger", "mcp/servers")},
+}
+
+INDEX_SCRIPT = """
+import json, function_app
+out = {}
+for f in function_app.app.get_functions():
+    out[f.get_function_name()] = [json.loads(b) for b in f.get_raw_bindings()]
+print(json.dumps(out))
+"""
+
+
+def _index(roles_setting: str | None) -> dict[str, list[dict]]:
+    env = {k: v for k, v in os.environ.items() if k != "AOS_APP_ROLES"}
+    if roles_setting is not None:
+        env["AOS_APP_ROLES"] = roles_setting
+    result = subprocess.run(
+        [sys.executable, "-c", INDEX_SCRIPT], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+ALL_ROLES = list(ROLE_BLUEPRINTS)
+COMBINATIONS = [",".join(c) for n in range(1, 4) for c in combinations(ALL_ROLES, n)]
+
+
+@pytest.mark.parametrize("roles_setting", [None, *COMBINATIONS])
+def test_app_indexes_exactly_the_selected_roles(roles_setting: str | None) -> None:
+    functions = _index(roles_setting)
+    roles = ALL_ROLES if roles_setting is None else roles_setting.split(",")
+    expected = {name for role in roles for name in ROLE_FUNCTIONS[role]}
+    assert set(functions) == expected
+    for role in roles:
+        for name, (trigger, route) in ROLE_FUNCTIONS[role].items():
+            (binding,) = [b for b in functions[name] if b["direction"] == "IN"]
+            assert binding["type"] == trigger
+            assert binding["route"] == route
+
+
+def test_health_is_anonymous_and_admin_routes_need_a_key() -> None:
+    functions = _index(None)
+    auth = {name: next(b for b in bindings if b["direction"] == "IN")["authLevel"] for name, bindings in functions.items()}
+    assert auth["health"] == "ANONYMOUS"
+    assert {auth["config_problems"], auth["list_agents"], auth["list_servers"]} == {"FUNCTION"}
+
+
+def test_unknown_role_is_refused_with_the_valid_ones_named() -> None:
+    with pytest.raises(ValueError, match="unknown role.*orchestrator.*kernel, realm, mcp"):
+        selected_roles({"AOS_APP_ROLES": "kernel,orchestrator"})
+
+
+def test_roles_are_case_and_space_tolerant() -> None:
+    assert selected_roles({"AOS_APP_ROLES": " MCP , kernel "}) == ["kernel", "mcp"]
+    assert selected_roles({"AOS_APP_ROLES": ""}) == ALL_ROLES
