@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import azure.functions as func
+from azure.functions import _abc
 
 from .indexing import FunctionSpec
 
@@ -31,7 +32,7 @@ class Out(func.Out):  # type: ignore[type-arg]
         return self._value
 
 
-class _TraceContext(func.TraceContext):
+class _TraceContext(_abc.TraceContext):
     def __init__(self) -> None:
         self._traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
 
@@ -74,7 +75,7 @@ class InvocationContext(func.Context):
         return self._function_directory
 
     @property
-    def trace_context(self) -> func.TraceContext:
+    def trace_context(self) -> _abc.TraceContext:
         return self._trace_context
 
     @property
