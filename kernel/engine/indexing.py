@@ -98,10 +98,11 @@ def _import_file(path: Path) -> ModuleType:
     folder = str(path.parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
+    for candidate in (path.stem, f"_aos_app_{abs(hash(str(path)))}"):
+        existing = sys.modules.get(candidate)
+        if existing is not None and getattr(existing, "__file__", None) == str(path):
+            return existing
     name = path.stem if path.stem not in sys.modules else f"_aos_app_{abs(hash(str(path)))}"
-    existing = sys.modules.get(name)
-    if existing is not None and getattr(existing, "__file__", None) == str(path):
-        return existing
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise IndexingError(f"cannot import {path}")
@@ -125,10 +126,22 @@ def _find_app(module: ModuleType) -> func.FunctionRegister:
     return apps[0]
 
 
+_BUILT: dict[int, tuple[func.FunctionRegister, list[Any]]] = {}
+
+
+def built_functions(app: func.FunctionRegister) -> list[Any]:
+    """``app.get_functions()``, called once per app object (a second call fails in the SDK)."""
+    cached = _BUILT.get(id(app))
+    if cached is None or cached[0] is not app:
+        cached = (app, app.get_functions())
+        _BUILT[id(app)] = cached
+    return cached[1]
+
+
 def index_app(app: func.FunctionRegister, app_dir: Path | None, settings: Settings) -> AppIndex:
-    """Call ``get_functions()`` once and build the binding model; raise on anything unsupported."""
+    """Build the binding model from the app's functions; raise on anything unsupported."""
     functions: dict[str, FunctionSpec] = {}
-    for function in app.get_functions():
+    for function in built_functions(app):
         name = function.get_function_name()
         bindings = [json.loads(raw) for raw in function.get_raw_bindings()]
         trigger = _check_bindings(name, bindings)
@@ -140,6 +153,7 @@ def index_app(app: func.FunctionRegister, app_dir: Path | None, settings: Settin
                     except SettingsError as error:
                         raise IndexingError(str(error)) from error
         user = function.get_user_function()
+        _check_durable_shape(name, trigger, user)
         try:
             parameters = tuple(inspect.signature(user).parameters)
         except (TypeError, ValueError):
@@ -190,3 +204,14 @@ def _check_bindings(name: str, bindings: list[dict[str, Any]]) -> dict[str, Any]
     if trigger is None:
         raise UnsupportedBindingError(f"function '{name}' has no trigger the embedded engine supports")
     return trigger
+
+
+def _check_durable_shape(name: str, trigger: dict[str, Any], user: Callable[..., Any]) -> None:
+    """The SDK silently misbehaves on async orchestrators and entities; refuse them up front."""
+    kind = trigger.get("type")
+    inner = getattr(user, "orchestrator_function", None) if kind == "orchestrationTrigger" else (
+        getattr(user, "entity_function", None) if kind == "entityTrigger" else None)
+    if inner is not None and (inspect.iscoroutinefunction(inner) or inspect.isasyncgenfunction(inner)):
+        role = "orchestrator" if kind == "orchestrationTrigger" else "entity"
+        raise IndexingError(f"function '{name}': {role} functions must not be async (the Durable Python SDK "
+                            f"cannot run them); write a {'generator' if role == 'orchestrator' else 'plain'} function")
