@@ -21,8 +21,8 @@ def counter(context: df.DurableEntityContext):
     elif operation == "fail":
         raise ValueError("counter refuses")
     elif operation == "delete":
+        context.set_result(None)  # before destruct: set_result marks the entity as existing again
         context.destruct_on_exit()
-        context.set_result(None)
         return
     context.set_state(value)
 
