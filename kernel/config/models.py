@@ -163,7 +163,10 @@ class MemoryBudget(Strict):
     """Bounds that keep an agent's entity state O(1) however long it lives."""
 
     max_state_bytes: int = Field(
-        default=32768, ge=4096, le=1_048_576, description="Upper bound of the entity state."
+        default=32768,
+        ge=8192,
+        le=1_048_576,
+        description="Upper bound of the entity state (its event inbox excepted).",
     )
     window_turns: int = Field(default=12, ge=1, le=200, description="Recent turns kept in full.")
     summary_max_chars: int = Field(default=4000, ge=200, le=100_000)

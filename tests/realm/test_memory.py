@@ -12,7 +12,7 @@ from realm_of_agents.memory import (
     size_of,
 )
 
-BUDGET = MemoryBudget(max_state_bytes=8192, window_turns=5, summary_max_chars=1000, pinned_facts_max=3)
+BUDGET = MemoryBudget(max_state_bytes=16384, window_turns=5, summary_max_chars=1000, pinned_facts_max=3)
 
 
 def _turn(n: int) -> dict:
@@ -62,7 +62,7 @@ def test_facts_are_pinned_once_and_bounded() -> None:
 
 
 def test_fit_to_budget_drops_oldest_summary_then_window() -> None:
-    tight = MemoryBudget(max_state_bytes=4096, window_turns=20, summary_max_chars=100_000)
+    tight = MemoryBudget(max_state_bytes=8192, window_turns=20, summary_max_chars=100_000)
     memory = empty_memory()
     for n in range(200):
         memory = remember_turn(memory, _turn(n), tight)
