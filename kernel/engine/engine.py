@@ -30,7 +30,7 @@ from .clock import Clock, format_timestamp, parse_timestamp
 from .entities import entity_id_of, response_event_input, run_batch, split_entity_id
 from .indexing import AppIndex, FunctionSpec
 from .invoke import Invocation
-from .orchestrations import ACTIVE, HTTP_ACTIVITY, TERMINAL, ChildStart, Effects, Episode, Instance
+from .orchestrations import ACTIVE, HTTP_ACTIVITY, TERMINAL, ChildStart, Effects, Episode, Instance, install_fast_timestamp_parser
 from .store import ActivityRow, InstanceRow, MessageRow, Store
 
 log = logging.getLogger("aos.engine")
@@ -101,6 +101,7 @@ class Engine:
         self._activity_tasks: set[asyncio.Task[None]] = set()
         self.fatal: BaseException | None = None
         clock.subscribe(self.notify)
+        install_fast_timestamp_parser()
 
     # lifecycle -------------------------------------------------------------------------------
     def load(self) -> None:
