@@ -63,10 +63,14 @@ class EmbeddedHost:
         self.index: AppIndex = index_app(app, app_dir, self.settings)
         self.host_json = load_host_json(app_dir)
         self.conn = connect(self.state_path)
-        self.store = Store(self.conn)
-        self.bus = EmbeddedBus(self.conn, clock=self.clock.now)
-        with self.store.transaction():
-            declare(self.bus, self.index, load_topology(self._topology_source, self.settings))
+        try:
+            self.store = Store(self.conn)
+            self.bus = EmbeddedBus(self.conn, clock=self.clock.now)
+            with self.store.transaction():
+                declare(self.bus, self.index, load_topology(self._topology_source, self.settings))
+        except BaseException:
+            self.conn.close()
+            raise
         self.master_key = self.settings.get("AOS_MASTER_KEY") or secrets.token_urlsafe(24)
         function_keys = {k.strip() for k in (self.settings.get("AOS_FUNCTION_KEYS") or "").split(",") if k.strip()}
         self.keys = AuthKeys(function_keys, self.master_key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from datetime import timedelta
 
@@ -187,3 +188,15 @@ async def test_missing_orchestrator_is_a_clean_error() -> None:
     async with EmbeddedHost(app_path("chaining")) as host:
         with pytest.raises(Exception, match="doesn't exist"):
             await host.client.start_new("no_such_orchestrator")
+
+
+async def test_call_http_is_performed_and_returns_the_extension_shape() -> None:
+    async with EmbeddedHost(app_path("patterns")) as host:
+        instance_id = await host.client.start_new("http_caller", None, f"{host.base_url}/api/ping")
+        await host.wait_idle()
+        for _ in range(100):  # the request goes over real loopback HTTP
+            status = await host.client.get_status(instance_id)
+            if status.runtime_status == Status.Completed:
+                break
+            await asyncio.sleep(0.02)
+        assert status.output == {"status": 200, "content": "pong"}

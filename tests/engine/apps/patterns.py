@@ -112,3 +112,14 @@ def waiter(context: df.DurableOrchestrationContext):
 def long_sleep(context: df.DurableOrchestrationContext):
     yield context.create_timer(context.current_utc_datetime + timedelta(days=10))
     return "woke"
+
+
+@app.orchestration_trigger(context_name="context")
+def http_caller(context: df.DurableOrchestrationContext):
+    response = yield context.call_http("GET", context.get_input())
+    return {"status": response["statusCode"], "content": response["content"]}
+
+
+@app.route(route="ping", methods=["GET"])
+def ping(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse("pong")
