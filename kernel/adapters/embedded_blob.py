@@ -1,0 +1,188 @@
+"""``EmbeddedBlobStore``: blobs as plain files under a root folder.
+
+Layout under ``root``::
+
+    <container>/<name>                 the blob's bytes ("/" in a name makes subfolders)
+    .meta/<container>/<name>.json      content type, metadata and the ETag of those bytes
+    .tmp/                              temporary files, renamed into place
+
+Writes go to a temporary file that is flushed, fsynced and then renamed over the blob
+(``os.replace``), so a reader sees either the old or the new bytes, never a torn write. The ETag is
+a hash of the bytes, so a file dropped into the folder by hand is a valid blob too (with the
+default content type). Container and blob names follow ``kernel.ports`` checks, which also reject
+'..' traversal; a name whose folder part collides with an existing blob ("a" and "a/b") is refused.
+Blocking file work runs in a worker thread (``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kernel.ports import AlreadyExists, BlobInfo, NotFound, check_blob_name, check_container_name
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+def _etag(data: bytes) -> str:
+    return '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
+
+
+class EmbeddedBlobStore:
+    """The ``BlobStore`` port on the local file system."""
+
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.root = Path(root).resolve()
+        self._fsync = fsync
+        self._lock = threading.Lock()  # pairs (meta, data) renames with properties() reads
+
+    # paths -------------------------------------------------------------------------------------
+    def _paths(self, container: str, name: str) -> tuple[Path, Path]:
+        check_container_name(container)
+        check_blob_name(name)
+        data = self.root / container / name
+        meta = self.root / ".meta" / container / (name + ".json")
+        for path in (data, meta):
+            if not path.resolve().is_relative_to(self.root):  # a symlinked folder pointing outside
+                raise ValueError(f"blob name {name!r} resolves outside the store")
+        return data, meta
+
+    # port --------------------------------------------------------------------------------------
+    async def put(self, container: str, name: str, data: bytes, *, content_type: str = DEFAULT_CONTENT_TYPE,
+                  overwrite: bool = True, metadata: Mapping[str, str] | None = None) -> str:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"blob data must be bytes, got {type(data).__name__}")
+        meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+        return await asyncio.to_thread(self._put, container, name, bytes(data), content_type, overwrite, meta)
+
+    async def get(self, container: str, name: str) -> bytes:
+        return await asyncio.to_thread(self._get, container, name)
+
+    async def properties(self, container: str, name: str) -> BlobInfo:
+        return await asyncio.to_thread(self._properties, container, name)
+
+    async def exists(self, container: str, name: str) -> bool:
+        data, _ = self._paths(container, name)
+        return await asyncio.to_thread(data.is_file)
+
+    async def list(self, container: str, prefix: str = "") -> list[str]:
+        check_container_name(container)
+        return await asyncio.to_thread(self._list, container, prefix)
+
+    async def delete(self, container: str, name: str) -> None:
+        await asyncio.to_thread(self._delete, container, name)
+
+    async def close(self) -> None:
+        return None
+
+    # blocking work ----------------------------------------------------------------------------
+    def _put(self, container: str, name: str, data: bytes, content_type: str, overwrite: bool,
+             metadata: dict[str, str]) -> str:
+        path, meta_path = self._paths(container, name)
+        etag = _etag(data)
+        for parent in path.parents:
+            if parent == self.root:
+                break
+            if parent.is_file():
+                raise ValueError(f"cannot store blob {container}/{name}: {parent.relative_to(self.root / container)} "
+                                 "is a blob, and the embedded store keeps blobs as files")
+        if path.is_dir():
+            raise ValueError(f"cannot store blob {container}/{name}: blobs exist under {name}/ "
+                             "(the embedded store keeps blobs as files)")
+        tmp_dir = self.root / ".tmp"
+        for folder in (path.parent, meta_path.parent, tmp_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        data_tmp = self._write_temp(tmp_dir, data)
+        record = json.dumps({"etag": etag, "content_type": content_type, "metadata": metadata}).encode()
+        meta_tmp = self._write_temp(tmp_dir, record)
+        try:
+            with self._lock:
+                if not overwrite:
+                    try:  # link is atomic and fails if the target exists: create-only semantics
+                        os.link(data_tmp, path)
+                    except FileExistsError:
+                        raise AlreadyExists(f"blob {container}/{name} already exists") from None
+                    os.replace(meta_tmp, meta_path)
+                else:
+                    os.replace(meta_tmp, meta_path)
+                    os.replace(data_tmp, path)
+        finally:
+            for leftover in (data_tmp, meta_tmp):
+                leftover.unlink(missing_ok=True)
+        return etag
+
+    def _write_temp(self, folder: Path, data: bytes) -> Path:
+        fd, name = tempfile.mkstemp(dir=folder, prefix="put-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                if self._fsync:
+                    os.fsync(handle.fileno())
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+        return Path(name)
+
+    def _get(self, container: str, name: str) -> bytes:
+        path, _ = self._paths(container, name)
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFound(f"blob {container}/{name} not found") from None
+
+    def _properties(self, container: str, name: str) -> BlobInfo:
+        path, meta_path = self._paths(container, name)
+        with self._lock:
+            try:
+                data = path.read_bytes()
+                modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                raise NotFound(f"blob {container}/{name} not found") from None
+            try:
+                record = json.loads(meta_path.read_bytes())
+            except (FileNotFoundError, ValueError):
+                record = {}
+        etag = _etag(data)
+        if record.get("etag") != etag:  # dropped in by hand, or written by something else
+            record = {}
+        return BlobInfo(name=name, etag=etag, size=len(data),
+                        content_type=record.get("content_type", DEFAULT_CONTENT_TYPE),
+                        metadata=dict(record.get("metadata", {})), last_modified=modified)
+
+    def _list(self, container: str, prefix: str) -> list[str]:
+        base = self.root / container
+        names: list[str] = []
+        for folder, _dirs, files in os.walk(base):
+            relative = Path(folder).relative_to(base).as_posix()
+            for file in files:
+                name = file if relative == "." else f"{relative}/{file}"
+                if name.startswith(prefix):
+                    names.append(name)
+        return sorted(names)
+
+    def _delete(self, container: str, name: str) -> None:
+        path, meta_path = self._paths(container, name)
+        with self._lock:
+            try:
+                if path.is_dir():
+                    raise FileNotFoundError
+                path.unlink()
+            except (FileNotFoundError, NotADirectoryError):
+                raise NotFound(f"blob {container}/{name} not found") from None
+            meta_path.unlink(missing_ok=True)
+        for stop, start in ((self.root / container, path.parent), (self.root / ".meta" / container, meta_path.parent)):
+            folder = start
+            while folder != stop and folder.is_relative_to(stop):
+                try:
+                    folder.rmdir()  # only succeeds when empty
+                except OSError:
+                    break
+                folder = folder.parent

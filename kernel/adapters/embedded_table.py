@@ -1,0 +1,230 @@
+"""``EmbeddedTableStore``: Azure Table storage semantics in one SQLite file.
+
+Every table lives in one SQLite table keyed by (table, PartitionKey, RowKey); properties are
+stored as typed JSON so that ``int``, ``float``, ``bool``, ``datetime`` and ``bytes`` come back
+as they went in. Each write gets a fresh random ETag, so a stale ETag never matches again, even
+after a delete and re-insert. Table names are case-insensitive, as in Azure.
+
+Threading: the store owns one SQLite connection and one worker thread; every call runs on that
+thread (``run_in_executor``), so calls are serialized, never block the event loop, and each one is
+a single SQLite statement or transaction. The file is in WAL mode with a busy timeout, so other
+processes (or another store on the same file) can share it. The store's SQLite tables are named
+``aos_table_*`` and can live in the engine's state file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kernel.ports import AlreadyExists, NotFound, PreconditionFailed, check_entity, check_key, check_table_name
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS aos_table_names (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS aos_table_entities (
+    tbl TEXT NOT NULL,
+    pk TEXT NOT NULL,
+    rk TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    properties TEXT NOT NULL,
+    PRIMARY KEY (tbl, pk, rk)
+) WITHOUT ROWID;
+"""
+
+
+def _new_etag() -> str:
+    return f'W/"{uuid.uuid4().hex}"'
+
+
+def _encode(entity: Mapping[str, Any]) -> str:
+    encoded: dict[str, list[Any]] = {}
+    for name, value in entity.items():
+        if name in ("PartitionKey", "RowKey"):
+            continue
+        if isinstance(value, bool):
+            encoded[name] = ["b", value]
+        elif isinstance(value, int):
+            encoded[name] = ["i", value]
+        elif isinstance(value, float):
+            encoded[name] = ["f", value]
+        elif isinstance(value, str):
+            encoded[name] = ["s", value]
+        elif isinstance(value, datetime):
+            encoded[name] = ["d", value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")]
+        else:
+            encoded[name] = ["x", base64.b64encode(value).decode("ascii")]
+    return json.dumps(encoded, separators=(",", ":"), ensure_ascii=False)
+
+
+def _decode(pk: str, rk: str, etag: str, properties: str) -> dict[str, Any]:
+    entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": rk}
+    for name, (kind, value) in json.loads(properties).items():
+        if kind == "d":
+            value = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        elif kind == "x":
+            value = base64.b64decode(value)
+        elif kind == "f":
+            value = float(value)
+        entity[name] = value
+    entity["etag"] = etag
+    return entity
+
+
+class EmbeddedTableStore:
+    """The ``TableStore`` port on SQLite (a file path, or ``":memory:"``)."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = str(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aos-tables")
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    # plumbing ---------------------------------------------------------------------------------
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise RuntimeError("the table store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    def _register(self, db: sqlite3.Connection, table: str) -> str:
+        key = check_table_name(table).lower()
+        db.execute("INSERT OR IGNORE INTO aos_table_names (key, name) VALUES (?, ?)", (key, table))
+        return key
+
+    def _state(self, db: sqlite3.Connection, key: str, pk: str, rk: str) -> str | None:
+        row = db.execute("SELECT etag FROM aos_table_entities WHERE tbl=? AND pk=? AND rk=?", (key, pk, rk)).fetchone()
+        return None if row is None else row[0]
+
+    # port -------------------------------------------------------------------------------------
+    async def insert(self, table: str, entity: Mapping[str, Any]) -> str:
+        checked = check_entity(entity)
+        return await self._run(self._insert, table, checked)
+
+    def _insert(self, table: str, entity: dict[str, Any]) -> str:
+        db, etag = self._db(), _new_etag()
+        key = self._register(db, table)
+        try:
+            db.execute("INSERT INTO aos_table_entities (tbl, pk, rk, etag, properties) VALUES (?, ?, ?, ?, ?)",
+                       (key, entity["PartitionKey"], entity["RowKey"], etag, _encode(entity)))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(
+                f"entity ({entity['PartitionKey']!r}, {entity['RowKey']!r}) already exists in table {table}"
+            ) from None
+        return etag
+
+    async def upsert(self, table: str, entity: Mapping[str, Any]) -> str:
+        checked = check_entity(entity)
+        return await self._run(self._upsert, table, checked)
+
+    def _upsert(self, table: str, entity: dict[str, Any]) -> str:
+        db, etag = self._db(), _new_etag()
+        key = self._register(db, table)
+        db.execute(
+            "INSERT INTO aos_table_entities (tbl, pk, rk, etag, properties) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (tbl, pk, rk) DO UPDATE SET etag=excluded.etag, properties=excluded.properties",
+            (key, entity["PartitionKey"], entity["RowKey"], etag, _encode(entity)),
+        )
+        return etag
+
+    async def update(self, table: str, entity: Mapping[str, Any], *, etag: str) -> str:
+        checked = check_entity(entity)
+        if not etag:
+            raise ValueError("update needs the etag the entity was read with")
+        return await self._run(self._update, check_table_name(table), checked, etag)
+
+    def _update(self, table: str, entity: dict[str, Any], etag: str) -> str:
+        db, new = self._db(), _new_etag()
+        pk, rk = entity["PartitionKey"], entity["RowKey"]
+        changed = db.execute(
+            "UPDATE aos_table_entities SET etag=?, properties=? WHERE tbl=? AND pk=? AND rk=? AND etag=?",
+            (new, _encode(entity), table.lower(), pk, rk, etag),
+        ).rowcount
+        if changed:
+            return new
+        if self._state(db, table.lower(), pk, rk) is None:
+            raise NotFound(f"entity ({pk!r}, {rk!r}) not found in table {table}")
+        raise PreconditionFailed(f"entity ({pk!r}, {rk!r}) in table {table} changed since it was read (etag mismatch)")
+
+    async def get(self, table: str, partition_key: str, row_key: str) -> dict[str, Any]:
+        check_table_name(table)
+        check_key(partition_key, "PartitionKey")
+        check_key(row_key, "RowKey")
+        return await self._run(self._get, table, partition_key, row_key)
+
+    def _get(self, table: str, pk: str, rk: str) -> dict[str, Any]:
+        row = self._db().execute(
+            "SELECT pk, rk, etag, properties FROM aos_table_entities WHERE tbl=? AND pk=? AND rk=?",
+            (table.lower(), pk, rk),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"entity ({pk!r}, {rk!r}) not found in table {table}")
+        return _decode(*row)
+
+    async def delete(self, table: str, partition_key: str, row_key: str, *, etag: str | None = None) -> None:
+        check_table_name(table)
+        check_key(partition_key, "PartitionKey")
+        check_key(row_key, "RowKey")
+        await self._run(self._delete, table, partition_key, row_key, etag)
+
+    def _delete(self, table: str, pk: str, rk: str, etag: str | None) -> None:
+        db = self._db()
+        sql = "DELETE FROM aos_table_entities WHERE tbl=? AND pk=? AND rk=?"
+        params: tuple[str, ...] = (table.lower(), pk, rk)
+        if etag is not None:
+            sql, params = sql + " AND etag=?", params + (etag,)
+        if db.execute(sql, params).rowcount == 0 and etag is not None and self._state(db, table.lower(), pk, rk):
+            raise PreconditionFailed(f"entity ({pk!r}, {rk!r}) in table {table} changed since it was read (etag mismatch)")
+
+    async def query(self, table: str, partition_key: str, *, row_key_from: str | None = None,
+                    row_key_to: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        check_table_name(table)
+        check_key(partition_key, "PartitionKey")
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be a positive number")
+        return await self._run(self._query, table, partition_key, row_key_from, row_key_to, limit)
+
+    def _query(self, table: str, pk: str, start: str | None, stop: str | None, limit: int | None) -> list[dict[str, Any]]:
+        sql = "SELECT pk, rk, etag, properties FROM aos_table_entities WHERE tbl=? AND pk=?"
+        params: list[Any] = [table.lower(), pk]
+        if start is not None:
+            sql, params = sql + " AND rk >= ?", params + [start]
+        if stop is not None:
+            sql, params = sql + " AND rk < ?", params + [stop]
+        sql += " ORDER BY rk"
+        if limit is not None:
+            sql, params = sql + " LIMIT ?", params + [limit]
+        return [_decode(*row) for row in self._db().execute(sql, params)]
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        if self._conn is not None:
+            await self._run(self._conn.close)
+        self._closed = True
+        self._executor.shutdown(wait=True)
