@@ -200,3 +200,17 @@ async def test_call_http_is_performed_and_returns_the_extension_shape() -> None:
                 break
             await asyncio.sleep(0.02)
         assert status.output == {"status": 200, "content": "pong"}
+
+
+async def test_sub_orchestration_with_retry_starts_a_new_child_per_attempt() -> None:
+    clock = VirtualClock()
+    async with EmbeddedHost(app_path("patterns"), clock=clock) as host:
+        instance_id = await host.client.start_new("retry_child_parent", "rcp", {"key": "sub-retry", "succeed_on": 2})
+        await host.wait_idle()
+        clock.advance(timedelta(milliseconds=500))
+        await host.wait_idle()
+        status = await host.client.get_status(instance_id)
+        assert status.runtime_status == Status.Completed, status.output
+        assert status.output == "ok after 2"
+        children = await host.client.get_status_by(instance_id_prefix="rcp:")
+        assert sorted(c.runtime_status.value for c in children) == ["Completed", "Failed"]

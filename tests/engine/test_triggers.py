@@ -149,3 +149,24 @@ async def test_settings_file_values_resolve_expressions(tmp_path) -> None:
     settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": SETTINGS}))
     async with EmbeddedHost(app_path("messaging"), settings=str(settings_file)) as host:
         assert "events/Subscriptions/starter" in json.dumps(host.bus.entities(), default=str)
+
+
+async def test_route_prefix_from_host_json_and_run_on_startup_timer(tmp_path) -> None:
+    (tmp_path / "host.json").write_text(json.dumps({"version": "2.0", "extensions": {"http": {"routePrefix": "v1"}}}))
+    (tmp_path / "prefixed_app.py").write_text(
+        "import azure.functions as func\n"
+        "app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)\n"
+        "RUNS = []\n"
+        "@app.route(route='hello')\n"
+        "def hello(req: func.HttpRequest) -> str:\n"
+        "    return 'hi'\n"
+        "@app.timer_trigger(arg_name='t', schedule='0 0 0 1 1 *', run_on_startup=True)\n"
+        "def boot(t: func.TimerRequest) -> None:\n"
+        "    RUNS.append(t.past_due)\n"
+    )
+    async with EmbeddedHost(str(tmp_path / "prefixed_app.py")) as host:
+        assert (await host.http("GET", "/v1/hello")).text == "hi"
+        assert (await host.http("GET", "/api/hello")).status == 404
+        await host.wait_idle()
+        module = next(m for m in list(sys.modules.values()) if getattr(m, "__file__", None) == str(tmp_path / "prefixed_app.py"))
+        assert module.RUNS == [False]

@@ -123,3 +123,16 @@ def http_caller(context: df.DurableOrchestrationContext):
 @app.route(route="ping", methods=["GET"])
 def ping(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse("pong")
+
+
+@app.orchestration_trigger(context_name="context")
+def retry_child_parent(context: df.DurableOrchestrationContext):
+    spec = context.get_input()
+    options = df.RetryOptions(first_retry_interval_in_milliseconds=500, max_number_of_attempts=3)
+    value = yield context.call_sub_orchestrator_with_retry("flaky_child", options, spec)
+    return value
+
+
+@app.orchestration_trigger(context_name="context")
+def flaky_child(context: df.DurableOrchestrationContext):
+    return (yield context.call_activity("flaky", context.get_input()))
