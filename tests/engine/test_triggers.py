@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from datetime import datetime, timedelta, timezone
@@ -170,3 +171,34 @@ async def test_route_prefix_from_host_json_and_run_on_startup_timer(tmp_path) ->
         await host.wait_idle()
         module = next(m for m in list(sys.modules.values()) if getattr(m, "__file__", None) == str(tmp_path / "prefixed_app.py"))
         assert module.RUNS == [False]
+
+
+async def test_unsettled_message_is_redelivered_after_restart_when_its_lock_expires(tmp_path) -> None:
+    (tmp_path / "hanging_app.py").write_text(
+        "import asyncio\n"
+        "import azure.functions as func\n"
+        "app = func.FunctionApp()\n"
+        "DELIVERIES = []\n"
+        "HANG = {'on': True}\n"
+        "@app.service_bus_queue_trigger(arg_name='msg', queue_name='work', connection='SB')\n"
+        "async def worker(msg: func.ServiceBusMessage) -> None:\n"
+        "    DELIVERIES.append(msg.delivery_count)\n"
+        "    if HANG['on']:\n"
+        "        await asyncio.sleep(3600)\n"
+    )
+    app_file, state = str(tmp_path / "hanging_app.py"), str(tmp_path / "state.sqlite")
+    clock = VirtualClock()
+    async with EmbeddedHost(app_file, state_path=state, clock=clock) as first:
+        await first.send("work", "job")
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+        module = next(m for m in list(sys.modules.values()) if getattr(m, "__file__", None) == app_file)
+        assert module.DELIVERIES == [1]
+    module.HANG["on"] = False  # the first host went away without settling: like a crash
+    async with EmbeddedHost(app_file, state_path=state, clock=clock) as second:
+        await second.wait_idle()
+        assert module.DELIVERIES == [1]  # still locked
+        clock.advance(timedelta(seconds=61))
+        await second.wait_idle()
+        assert module.DELIVERIES == [1, 2]
+        assert second.bus.active_count("work") == 0
