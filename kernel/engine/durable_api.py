@@ -10,7 +10,7 @@ links). Status codes follow the extension's ``HttpApiHandler``: 202 while runnin
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Callable
 from urllib.parse import quote
 
 from aiohttp import web

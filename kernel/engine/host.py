@@ -6,7 +6,6 @@ serves HTTP triggers and the Durable HTTP API on a loopback port, and runs the s
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
