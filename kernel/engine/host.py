@@ -39,7 +39,7 @@ class EmbeddedHost:
     def __init__(self, app: Any, *, state_path: str | Path | None = None,
                  settings: Settings | Mapping[str, Any] | str | Path | None = None, clock: Clock | None = None,
                  topology: Mapping[str, Any] | str | Path | None = None, port: int = 0, bind: str = "127.0.0.1",
-                 max_concurrent_activities: int = 64, max_concurrent_calls: int = 16) -> None:
+                 max_concurrent_activities: int | None = None, max_concurrent_calls: int | None = None) -> None:
         self._app_source = app
         self.state_path = str(state_path) if state_path is not None else None
         self.settings = Settings.load(settings)
@@ -61,6 +61,19 @@ class EmbeddedHost:
         self.app_dir = app_dir
         self.index: AppIndex = index_app(app, app_dir, self.settings)
         self.host_json = load_host_json(app_dir)
+        extensions = self.host_json.get("extensions") if isinstance(self.host_json.get("extensions"), dict) else {}
+        durable = extensions.get("durableTask") or {}
+        bus_settings = extensions.get("serviceBus") or {}
+        if self.max_concurrent_activities is None:
+            self.max_concurrent_activities = int(durable.get("maxConcurrentActivityFunctions") or 64)
+        if self.max_concurrent_calls is None:
+            self.max_concurrent_calls = int(bus_settings.get("maxConcurrentCalls") or 16)
+        self.max_batch = int(bus_settings.get("maxMessageBatchSize") or 100)
+        hub = str(durable.get("hubName") or "")
+        try:
+            self.task_hub = self.settings.resolve(hub, where="host.json durableTask.hubName") if hub else "EmbeddedHub"
+        except ValueError:
+            self.task_hub = "EmbeddedHub"
         self.conn = connect(self.state_path)
         try:
             self.store = Store(self.conn)
@@ -79,13 +92,13 @@ class EmbeddedHost:
                              http_caller=self._durable_http)
         self.http_triggers = HttpTriggers(self.index, route_prefix(self.host_json), self.keys, self._invoke)
         self.service_bus = ServiceBusTriggers(self.index, self.bus, self.store, self._invoke, self.engine.notify,
-                                              max_concurrent_calls=self.max_concurrent_calls)
+                                              max_concurrent_calls=self.max_concurrent_calls, max_batch=self.max_batch)
         self.timer_triggers = TimerTriggers(self.index, self.store, self.clock, self._invoke, self.engine.notify)
         self.engine.tick_hooks += [self.timer_triggers.tick, self.service_bus.poll]
         self.engine.busy_hooks += [self.service_bus.busy, self.timer_triggers.busy, lambda: self.http_triggers.inflight > 0]
         self.engine.deadline_hooks += [self.service_bus.deadline, self.timer_triggers.deadline]
         await self._serve()
-        self._client_json = client_binding(self.base_url)
+        self._client_json = client_binding(self.base_url, self.task_hub or "EmbeddedHub")
         self.engine.start()
         with self.store.transaction():
             self.timer_triggers.start(self.clock.now())
