@@ -36,6 +36,34 @@ SETTINGS: dict[str, Setting] = {
             "Service Bus connection: a connection string locally, or "
             "ServiceBusConnection__fullyQualifiedNamespace with managed identity in Azure.",
         ),
+        Setting(
+            "AOS_STORAGE",
+            "embedded",
+            "Where the blob and table ports keep data: embedded (files and SQLite under AOS_STATE_DIR) "
+            "or azure (Blob and Table storage through AzureWebJobsStorage).",
+        ),
+        Setting("AOS_STATE_DIR", ".aos", "Folder for embedded state (blobs/, tables.sqlite), relative to the app root."),
+        Setting(
+            "AzureWebJobsStorage",
+            "",
+            "Storage connection string (UseDevelopmentStorage=true for Azurite); empty in Azure, where "
+            "AzureWebJobsStorage__accountName (or __blobServiceUri and __tableServiceUri) use managed identity.",
+        ),
+        Setting("AzureWebJobsStorage__accountName", "", "Storage account name for managed identity connections."),
+        Setting("AzureWebJobsStorage__blobServiceUri", "", "Blob endpoint for managed identity (overrides accountName)."),
+        Setting("AzureWebJobsStorage__tableServiceUri", "", "Table endpoint for managed identity (overrides accountName)."),
+        Setting(
+            "AOS_MESSAGING",
+            "embedded",
+            "Where the message sender port sends: embedded (the embedded engine's bus) or azure (ServiceBusConnection).",
+        ),
+        Setting(
+            "ServiceBusConnection__fullyQualifiedNamespace",
+            "",
+            "Service Bus namespace host (<name>.servicebus.windows.net) for managed identity.",
+        ),
+        Setting("AOS_KEY_VAULT_URL", "", "Key Vault URL for ${secret:NAME}; empty reads secrets from the environment."),
+        Setting("AOS_SECRET_CACHE_SECONDS", "300", "How long Key Vault secret values are cached in memory."),
     )
 }
 

@@ -20,7 +20,7 @@ def check_secret_name(name: str) -> str:
 
 
 class EnvironmentSecretStore:
-    """The ``SecretStore`` port on a mapping such as ``os.environ`` (passed in by the caller)."""
+    """The ``SecretStore`` port on a mapping such as the process environment (passed in by the caller)."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ

@@ -76,3 +76,20 @@ class EmbeddedMessageSender:
 
     async def close(self) -> None:
         return None
+
+
+_default: tuple[Any, asyncio.AbstractEventLoop | None] = (None, None)
+
+
+def set_default_target(target: Any, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Register the running engine (``EmbeddedHost``) as the process's embedded bus; ``None`` clears it.
+
+    ``kernel.adapters.factory.Adapters`` sends through it when ``AOS_MESSAGING=embedded`` and no
+    ``bus_target`` is given. ``loop`` is the engine's event loop, for senders on other loops.
+    """
+    global _default
+    _default = (target, loop)
+
+
+def default_target() -> tuple[Any, asyncio.AbstractEventLoop | None]:
+    return _default
