@@ -52,6 +52,9 @@ class KeyVaultSecretStore:
                 self._cache[name] = (value, self._clock() + self._ttl)
             future.set_result(value)
             return value
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as error:
             future.set_exception(error)
             future.exception()  # mark retrieved: waiters (if any) get it through the shield
