@@ -1,0 +1,81 @@
+"""The inference port: what a turn asks of a model, and what comes back.
+
+Plain, JSON-ready dataclasses, because requests and completions cross Durable activity
+boundaries. Shaped after the OpenAI chat-completions wire format (messages, tools with JSON
+Schema parameters, tool calls with JSON arguments), which every endpoint AOS targets speaks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str  # "<server>__<tool>", the name offered in ToolSpec
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    agent_id: str
+    messages: list[ChatMessage]
+    tools: list[ToolSpec] = field(default_factory=list)
+    model: str | None = None  # the base model, or the served LoRA adapter's name
+    temperature: float = 0.2
+    max_tokens: int = 1024
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Completion:
+    content: str
+    tool_calls: list[ToolCall]
+    provider: str  # "offline" for the embedded default, so every output says what produced it
+    model: str
+    usage: Usage
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class InferenceProvider(Protocol):
+    name: str
+
+    async def complete(self, request: ChatRequest) -> Completion: ...
+
+
+def tool_name(server: str, tool: str) -> str:
+    """The name a tool is offered to a model under (OpenAI tool names allow no '/')."""
+    return f"{server}__{tool}"
+
+
+def split_tool_name(name: str) -> tuple[str, str]:
+    server, sep, tool = name.partition("__")
+    if not sep or not server or not tool:
+        raise ValueError(f"tool name '{name}' is not '<server>__<tool>'")
+    return server, tool
