@@ -38,12 +38,7 @@ class Settings:
             values = source.get("Values") if isinstance(source.get("Values"), Mapping) else source
             return cls({k: v for k, v in values.items() if v is not None})
         path = Path(source)
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as error:
-            raise SettingsError(f"settings file {path} does not exist") from error
-        except json.JSONDecodeError as error:
-            raise SettingsError(f"settings file {path} is not valid JSON: {error}") from error
+        document = read_json_file(path, "settings file", SettingsError)
         values = document.get("Values", {}) if isinstance(document, dict) else {}
         if not isinstance(values, dict):
             raise SettingsError(f"settings file {path}: 'Values' must be an object")
@@ -91,3 +86,13 @@ def route_prefix(host_json: Mapping[str, Any]) -> str:
     http = host_json.get("extensions", {}).get("http", {}) if isinstance(host_json.get("extensions"), dict) else {}
     prefix = http.get("routePrefix", "api") if isinstance(http, dict) else "api"
     return str(prefix).strip("/")
+
+
+def read_json_file(path: Path, what: str, error: type[Exception]) -> Any:
+    """The JSON in ``path``, or ``error`` naming the file and what is wrong with it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as missing:
+        raise error(f"{what} {path} does not exist") from missing
+    except json.JSONDecodeError as invalid:
+        raise error(f"{what} {path} is not valid JSON: {invalid}") from invalid

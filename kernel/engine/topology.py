@@ -8,14 +8,13 @@ emits). Declarations from the topology are applied after the implicit ones and w
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Mapping
 
 from .bus import CorrelationRule, EmbeddedBus, SqlRule
 from .indexing import AppIndex
-from .settings import Settings
+from .settings import Settings, read_json_file
 
 
 class TopologyError(ValueError):
@@ -31,12 +30,7 @@ def load_topology(source: Mapping[str, Any] | str | Path | None, settings: Setti
     if isinstance(source, Mapping):
         return dict(source)
     path = Path(source)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise TopologyError(f"topology file {path} does not exist") from error
-    except json.JSONDecodeError as error:
-        raise TopologyError(f"topology file {path} is not valid JSON: {error}") from error
+    document = read_json_file(path, "topology file", TopologyError)
     if not isinstance(document, dict):
         raise TopologyError(f"topology file {path} must hold a JSON object")
     return document
