@@ -277,8 +277,7 @@ class Engine:
         row = self.store.load_instance(instance_id)
         if row is None:
             return None
-        inst = Instance(row.instance_id, row.name, row.execution_id, row.status, row.input, row.output,
-                        row.custom_status, row.created_at, row.updated_at, row.state)
+        inst = Instance(**vars(row))
         inst.history = self.store.load_history(instance_id)
         inst.persisted = len(inst.history)
         if inst.status not in TERMINAL:
@@ -289,8 +288,7 @@ class Engine:
         if len(inst.history) > inst.persisted:
             self.store.append_history(inst.instance_id, inst.persisted, inst.history[inst.persisted:])
             inst.persisted = len(inst.history)
-        self.store.save_instance(InstanceRow(inst.instance_id, inst.name, inst.execution_id, inst.status, inst.input,
-                                             inst.output, inst.custom_status, inst.created_at, inst.updated_at, inst.state))
+        self.store.save_instance(inst)
 
     def _run_instance(self, instance_id: str, now: datetime) -> None:
         msgs = self.ready_orch.pop(instance_id, [])

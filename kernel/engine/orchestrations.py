@@ -28,6 +28,7 @@ from azure.functions._durable_functions import OrchestrationContext
 from . import history as h
 from .clock import format_timestamp, parse_timestamp
 from .indexing import FunctionSpec
+from .store import InstanceRow
 
 TERMINAL = ("Completed", "Failed", "Terminated", "Canceled")
 ACTIVE = ("Pending", "Running", "Suspended", "ContinuedAsNew")
@@ -43,19 +44,9 @@ _ACTION_NAMES = {
 
 
 @dataclass
-class Instance:
-    """The engine's in-memory copy of one orchestration instance."""
+class Instance(InstanceRow):
+    """The engine's in-memory copy of one orchestration instance: its stored row plus history."""
 
-    instance_id: str
-    name: str
-    execution_id: str
-    status: str
-    input: str | None
-    output: str | None
-    custom_status: str | None
-    created_at: str
-    updated_at: str
-    state: dict[str, Any]
     history: list[str] = field(default_factory=list)  # played-event JSON, in order
     persisted: int = 0  # how many history rows are already in the store
 

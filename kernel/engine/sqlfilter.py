@@ -231,8 +231,8 @@ class _Node:
 
     is_predicate = False
 
-    def evaluate(self, view: _View) -> Value:
-        raise NotImplementedError
+    def evaluate(self, view: _View) -> Value:  # every concrete node overrides this
+        raise TypeError(f"{type(self).__name__} is an abstract filter node")
 
 
 @dataclass(frozen=True)
