@@ -64,6 +64,25 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting("AOS_KEY_VAULT_URL", "", "Key Vault URL for ${secret:NAME}; empty reads secrets from the environment."),
         Setting("AOS_SECRET_CACHE_SECONDS", "300", "How long Key Vault secret values are cached in memory."),
+        Setting(
+            "AOS_INFERENCE_ENDPOINT",
+            "",
+            "Base URL of an OpenAI-compatible endpoint (Azure OpenAI /openai/v1, vLLM, LoRAX, Ollama); "
+            "empty uses the offline provider, labelled [offline] in every output.",
+        ),
+        Setting("AOS_INFERENCE_MODEL", "", "Model (or deployment) name sent when an agent names no adapter."),
+        Setting(
+            "AOS_INFERENCE_API_KEY",
+            "",
+            "API key for the endpoint as a reference, ${secret:NAME} or ${env:NAME}; empty sends none "
+            "(managed identity or a keyless local server).",
+        ),
+        Setting("AOS_INFERENCE_TIMEOUT_SECONDS", "60", "Per-request timeout of a model call."),
+        Setting(
+            "AOS_URL",
+            "http://127.0.0.1:7071",
+            "Base URL of a running platform, for the aos commands that talk to one (aos agents, aos send-event).",
+        ),
     )
 }
 

@@ -26,7 +26,7 @@ SECRET_MARKERS = ("listKeys(", "listkeys(", "AccountKey=", "SharedAccessKey", "D
 #: App settings that are named like connection strings but carry no secret (asserted below).
 IDENTITY_CONNECTION_STRINGS = {"APPLICATIONINSIGHTS_CONNECTION_STRING", "DURABLE_TASK_SCHEDULER_CONNECTION_STRING"}
 #: Settings the apps get in Azure that kernel/settings.py does not declare yet (asked for in the infra report).
-PENDING_KERNEL_SETTINGS = {"AOS_INFERENCE_ENDPOINT"}
+PENDING_KERNEL_SETTINGS: set[str] = set()
 
 
 def app_settings() -> dict[str, object]:
