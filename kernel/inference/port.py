@@ -79,3 +79,19 @@ def split_tool_name(name: str) -> tuple[str, str]:
     if not sep or not server or not tool:
         raise ValueError(f"tool name '{name}' is not '<server>__<tool>'")
     return server, tool
+
+
+class InferenceError(Exception):
+    """A model call failed: a 4xx answer, a malformed response, or a request that cannot be sent.
+
+    Messages name the endpoint host and the HTTP status where there is one, never an API key.
+    Retrying the same request will not help; see the subclasses for the transient cases.
+    """
+
+
+class InferenceTimeout(InferenceError):
+    """The endpoint did not answer within the configured timeout (transient; may be retried)."""
+
+
+class InferenceUnavailable(InferenceError):
+    """The endpoint could not be reached or is overloaded: connection refused, 5xx, 429 (transient)."""
