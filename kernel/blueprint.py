@@ -7,8 +7,10 @@ import json
 import azure.durable_functions as df
 import azure.functions as func
 
-from kernel import roles
+from kernel import outputs, roles, runtime
 from kernel.config.store import default_store
+from kernel.deadletters import DeadLetterStore
+from kernel.topology import AGENT_OUTPUTS, KERNEL_SUBSCRIPTION
 
 bp = df.Blueprint()
 
@@ -41,3 +43,12 @@ def config_problems(req: func.HttpRequest) -> func.HttpResponse:
     """Every problem in the deployed configs, as `aos validate --format json` reports them."""
     configs = default_store().current()
     return _json({"problems": [problem.to_dict() for problem in configs.problems]})
+
+
+@bp.service_bus_topic_trigger(arg_name="messages", topic_name=AGENT_OUTPUTS, subscription_name=KERNEL_SUBSCRIPTION,
+                              connection="ServiceBusConnection", cardinality=func.Cardinality.MANY)
+async def route_agent_outputs(messages: list[func.ServiceBusMessage]) -> None:
+    """Forward events agents send each other to the events topic; replies stay on the outputs topic."""
+    ports = runtime.adapters()
+    await outputs.route_outputs([(m.get_body(), m.message_id) for m in messages], ports.sender,
+                                DeadLetterStore(ports.blobs, ports.tables))

@@ -32,6 +32,8 @@ __all__ = [
     "PreconditionFailed",
     "SecretStore",
     "TableStore",
+    "ToolDenied",
+    "ToolGateway",
     "check_blob_name",
     "check_container_name",
     "check_entity",
@@ -321,3 +323,33 @@ def check_entity(entity: Mapping[str, Any]) -> dict[str, Any]:
     if len(checked) > 254:
         raise ValueError("an entity has at most 252 properties besides PartitionKey and RowKey")
     return checked
+
+
+# ----------------------------------------------------------------------------------------------
+# Tools
+# ----------------------------------------------------------------------------------------------
+
+
+class ToolDenied(PermissionError):
+    """The agent asked for a tool its config does not grant."""
+
+
+@runtime_checkable
+class ToolGateway(Protocol):
+    """MCP tools as an agent sees them: only what its config grants, enforced by the gateway.
+
+    ``call_tool`` results have the shape ``{"content": [...], "structured_content": ...,
+    "is_error": bool}``. ``call_id`` (turn id and call index) makes a call idempotent: asking
+    again with the same id returns the first result instead of calling the tool twice.
+    """
+
+    async def list_tools(self, agent_id: str) -> dict[str, Any]:
+        """``{"tools": [{"server", "name", "description", "input_schema"}], "unavailable": {server: reason}}``."""
+        ...
+
+    async def call_tool(self, agent_id: str, server: str, tool: str, arguments: Mapping[str, Any], *,
+                        call_id: str) -> dict[str, Any]:
+        """Call a granted tool; :class:`ToolDenied` when not granted."""
+        ...
+
+    async def close(self) -> None: ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 
 @dataclass(frozen=True)
@@ -103,3 +103,24 @@ def config_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
         path if path.is_absolute() else APP_ROOT / path
         for path in (Path(part.strip()) for part in raw.split(",") if part.strip())
     ]
+
+
+def environment() -> Mapping[str, str]:
+    """The app settings as the Functions host hands them to the worker: the process environment."""
+    return os.environ
+
+
+def override(values: Mapping[str, str]) -> Callable[[], None]:
+    """Set app settings for this process, as a host would (the embedded platform uses this);
+    returns the function that puts the previous values back."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+
+    def restore() -> None:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    return restore

@@ -86,21 +86,59 @@ def set_status(state: State, status: str) -> tuple[State, Result]:
     return new, {"status": new["status"]}
 
 
-def begin(state: State, event_id: str) -> tuple[State, Result]:
-    """Grant the turn for ``event_id`` now, or queue it. Duplicates and retired agents refuse."""
-    if _seen(state, event_id) or event_id in state["inbox"] or event_id == state["current"]:
+def context_view(state: State) -> Result:
+    """What a turn needs of the state: everything but the queue and the idempotency digests."""
+    view = {key: value for key, value in state.items() if key not in ("inbox", "processed")}
+    view["inbox_size"] = len(state["inbox"])
+    return view
+
+
+def enqueue(state: State, event_id: str, sequence: int | None = None) -> tuple[State, Result]:
+    """Queue ``event_id`` in broker order (by ``sequence`` when given). Does not start a turn.
+
+    The wake function enqueues every event before it starts the event's turn orchestration, so
+    the inbox holds events in the order the bus delivered them, whatever order their
+    orchestrations later reach the entity in. Idempotent: a redelivered event is a duplicate.
+    """
+    if _seen(state, event_id) or _queued(state, event_id) or event_id == state["current"]:
         return state, {"decision": "duplicate"}
     if state["status"] == "retired":
         return state, {"decision": "refused", "reason": "agent is retired"}
     if len(state["inbox"]) >= INBOX_LIMIT:
         return state, {"decision": "refused", "reason": f"inbox holds {INBOX_LIMIT} events already"}
     new = deepcopy(state)
-    if new["current"] is None and new["status"] == "sleeping":
+    entry = {"id": event_id, "seq": sequence}
+    position = len(new["inbox"])
+    if sequence is not None:
+        while position > 0 and (new["inbox"][position - 1].get("seq") or -1) > sequence:
+            position -= 1
+    new["inbox"].insert(position, entry)
+    return new, {"decision": "queued", "position": position + 1}
+
+
+def begin(state: State, event_id: str, sequence: int | None = None) -> tuple[State, Result]:
+    """Ask to run the turn for ``event_id``: ``start`` when it is the agent's current event (or
+    the head of the inbox of an idle agent), otherwise ``queued`` (its turn is granted later by
+    ``finish`` or ``release``). Processed events are ``duplicate``; a retired agent ``refused``."""
+    if _seen(state, event_id):
+        return state, {"decision": "duplicate"}
+    if state["current"] == event_id:
+        return state, {"decision": "start"}
+    if state["status"] == "retired":
+        return state, {"decision": "refused", "reason": "agent is retired"}
+    new = state
+    if not _queued(state, event_id):
+        new, result = enqueue(state, event_id, sequence)
+        if result["decision"] != "queued":
+            return state, result
+    if new["current"] is None and new["status"] == "sleeping" and new["inbox"][0]["id"] == event_id:
+        new = deepcopy(new)
+        new["inbox"].pop(0)
         new["current"] = event_id
         new["status"] = "working"
         return new, {"decision": "start"}
-    new["inbox"].append(event_id)
-    return new, {"decision": "queued", "position": len(new["inbox"])}
+    position = next(i for i, entry in enumerate(new["inbox"]) if entry["id"] == event_id) + 1
+    return new, {"decision": "queued", "position": position}
 
 
 def finish(state: State, event_id: str, turn: dict[str, Any], at: str) -> tuple[State, Result]:
@@ -132,7 +170,7 @@ def _hand_over(state: State) -> tuple[State, Result]:
     if state["status"] in ("paused", "retired"):
         return state, {"next": None}
     if state["inbox"]:
-        state["current"] = state["inbox"].pop(0)
+        state["current"] = state["inbox"].pop(0)["id"]
         state["status"] = "working"
         return state, {"next": state["current"]}
     state["status"] = "sleeping"
@@ -144,6 +182,15 @@ def release_after_pause(state: State) -> tuple[State, Result]:
     if state["status"] != "sleeping" or state["current"] is not None:
         return state, {"next": None}
     return _hand_over(deepcopy(state))
+
+
+def remember(state: State, fact: str, at: str) -> tuple[State, Result]:
+    """Pin a fact outside a turn (the API, or the context MCP server used from outside)."""
+    if not isinstance(fact, str) or not fact.strip():
+        raise OperationError("a fact must be non-empty text")
+    new = deepcopy(state)
+    new["memory"] = pin_fact(new["memory"], fact, _budget(state))
+    return _fit(new), {"facts": len(new["memory"]["facts"])}
 
 
 def update_goal(state: State, goal_id: str, change: dict[str, Any], at: str) -> tuple[State, Result]:
@@ -190,10 +237,13 @@ def _apply_goal_update(goal: dict[str, Any], updates: dict[str, Any], at: str) -
     if not change:
         return goal
     action = change.get("action", "progress")
-    if action not in ("progress", "complete", "abandon"):
-        raise OperationError(f"unknown goal action '{action}': expected add, progress, complete or abandon")
+    if action not in ("progress", "complete", "abandon", "touch"):
+        raise OperationError(f"unknown goal action '{action}': expected add, progress, complete, abandon or touch")
     updated = dict(goal, updated=at, note=change.get("note", goal.get("note")))
-    if action == "progress":
+    if action == "touch":  # a turn worked on the goal without reporting progress
+        updated["turns"] = int(goal.get("turns", 0)) + 1
+        updated["last_turn"] = change.get("turn_id")
+    elif action == "progress":
         updated["progress"] = max(0, min(100, int(change.get("progress", goal["progress"]))))
     elif action == "complete":
         updated.update(status="completed", progress=100)
@@ -208,6 +258,10 @@ def _digest(event_id: str) -> str:
 
 def _seen(state: State, event_id: str) -> bool:
     return _digest(event_id) in state["processed"]
+
+
+def _queued(state: State, event_id: str) -> bool:
+    return any(entry["id"] == event_id for entry in state["inbox"])
 
 
 def _budget(state: State) -> MemoryBudget:

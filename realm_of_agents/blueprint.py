@@ -1,30 +1,199 @@
-"""The RealmOfAgents app: agents and their routes."""
+"""The RealmOfAgents app: the agent entity, its turns and schedules, the wake trigger, the API.
+
+This module only binds functions to triggers; the work is in the modules it names.
+"""
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from kernel.config.store import default_store
+from kernel.topology import AGENT_EVENTS, REALM_SUBSCRIPTION
+from realm_of_agents import activities, api, commands, registration, schedules, turn
+from realm_of_agents.entity import ENTITY_NAME, agent_entity
+from realm_of_agents.services import services
+from realm_of_agents.wake import Delivery, wake
 
 bp = df.Blueprint()
+CONNECTION = "ServiceBusConnection"
 
+
+# -- durable functions ----------------------------------------------------------------------------
+
+@bp.entity_trigger(context_name="context", entity_name=ENTITY_NAME)
+def agent(context: df.DurableEntityContext) -> None:
+    agent_entity(context)
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=turn.ORCHESTRATOR)
+def agent_turn(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    return (yield from turn.turn_orchestrator(context))
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=commands.ORCHESTRATOR)
+def agent_command(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    return (yield from commands.command_orchestrator(context))
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=schedules.ORCHESTRATOR)
+def agent_schedule(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    return (yield from schedules.schedule_orchestrator(context))
+
+
+@bp.activity_trigger(input_name="request", activity=turn.ASSESS)
+async def agent_assess(request: dict[str, Any]) -> dict[str, Any]:
+    return await activities.assess(request)
+
+
+@bp.activity_trigger(input_name="request", activity=turn.MODEL)
+async def agent_model(request: dict[str, Any]) -> dict[str, Any]:
+    return await activities.model_call(request)
+
+
+@bp.activity_trigger(input_name="request", activity=turn.TOOL)
+async def agent_tool(request: dict[str, Any]) -> dict[str, Any]:
+    return await activities.tool_call(request)
+
+
+@bp.activity_trigger(input_name="request", activity=turn.ARCHIVE)
+async def agent_archive(request: dict[str, Any]) -> None:
+    await activities.archive(request)
+
+
+@bp.activity_trigger(input_name="request", activity=turn.PUBLISH)
+async def agent_publish(request: dict[str, Any]) -> int:
+    return await activities.publish(request)
+
+
+@bp.activity_trigger(input_name="request", activity=turn.REPORT)
+async def agent_report(request: dict[str, Any]) -> str:
+    return await activities.report(request)
+
+
+@bp.activity_trigger(input_name="request", activity=turn.CONFIG)
+async def agent_config(request: dict[str, Any]) -> dict[str, Any] | None:
+    return await activities.declared_config(request)
+
+
+@bp.activity_trigger(input_name="request", activity=schedules.SEND_EVENT)
+async def agent_send_event(request: dict[str, Any]) -> None:
+    await activities.send_event(request)
+
+
+@bp.activity_trigger(input_name="request", activity=turn.GRANT)
+@bp.durable_client_input(client_name="client")
+async def agent_grant(request: dict[str, Any], client: df.DurableOrchestrationClient) -> None:
+    """Tell a queued turn it may go (the entity already made it the agent's current event)."""
+    await client.raise_event(request["instance_id"], turn.GRANT_EVENT, {"granted": True})
+
+
+# -- wake and config sync -------------------------------------------------------------------------
+
+@bp.service_bus_topic_trigger(arg_name="messages", topic_name=AGENT_EVENTS, subscription_name=REALM_SUBSCRIPTION,
+                              connection=CONNECTION, cardinality=func.Cardinality.MANY)
+@bp.durable_client_input(client_name="client")
+async def agent_wake(messages: list[func.ServiceBusMessage], client: df.DurableOrchestrationClient) -> None:
+    deliveries = [Delivery(m.get_body(), m.message_id, m.sequence_number) for m in messages]
+    await wake(deliveries, client, services())
+
+
+@bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=True)
+@bp.durable_client_input(client_name="client")
+async def agent_config_sync(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+    """Register agents from config at start and every five minutes (a safety net for the
+    file watcher locally and the blob trigger in Azure)."""
+    realm = services()
+    await registration.sync(client, realm.configs.current(), realm.adapters.tables)
+
+
+# -- HTTP API -------------------------------------------------------------------------------------
 
 @bp.route(route="agents", methods=["GET"])
-def list_agents(req: func.HttpRequest) -> func.HttpResponse:
-    """The agents declared in config, with the config version each one runs."""
-    configs = default_store().current()
-    agents = [
-        {
-            "id": agent.id,
-            "display_name": agent.display_name,
-            "enabled": agent.enabled,
-            "purpose": agent.purpose,
-            "config_version": configs.source("agent", agent.id).version,
-            "source": configs.source("agent", agent.id).file,
-        }
-        for agent in sorted(configs.agents.values(), key=lambda a: a.id)
-    ]
-    return func.HttpResponse(json.dumps({"agents": agents}, indent=2), mimetype="application/json")
+@bp.durable_client_input(client_name="client")
+async def list_agents(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Every agent, declared or retired, with status and counters."""
+    return await api.list_agents(req, client)
+
+
+@bp.route(route="agents/sync", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def sync_agents(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Register agents from the current configs now."""
+    return await api.sync_agents(req, client)
+
+
+@bp.route(route="agents/{agent_id}", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def get_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """One agent: status, purpose, goals, counters, memory."""
+    return await api.get_agent(req, client)
+
+
+@bp.route(route="agents/{agent_id}/events", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def send_agent_event(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Send an event to the agent (through the agent-events topic, like any other event)."""
+    return await api.send_event(req, client)
+
+
+@bp.route(route="agents/{agent_id}/pause", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def pause_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return await api.command(req, client, "pause")
+
+
+@bp.route(route="agents/{agent_id}/resume", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def resume_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return await api.command(req, client, "resume")
+
+
+@bp.route(route="agents/{agent_id}/retire", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def retire_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return await api.command(req, client, "retire")
+
+
+@bp.route(route="agents/{agent_id}/facts", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def remember_fact(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return await api.remember(req, client)
+
+
+@bp.route(route="agents/{agent_id}/goals/{goal_id}", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def update_goal(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return await api.update_goal(req, client)
+
+
+@bp.route(route="agents/{agent_id}/memory", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def search_memory(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Search the agent's archived turns and hot memory: ?q=words&limit=10."""
+    return await api.search_memory(req, client)
+
+
+@bp.route(route="agents/{agent_id}/turns", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def recent_turns(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return await api.recent_turns(req, client)
+
+
+@bp.route(route="agents/{agent_id}/turns/{turn_id}", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def get_turn(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """A turn in full from the archive, or its progress while it runs."""
+    return await api.get_turn(req, client)
+
+
+@bp.route(route="deadletters", methods=["GET"])
+async def list_deadletters(req: func.HttpRequest) -> func.HttpResponse:
+    """Messages the platform could not act on, newest first, with the reason."""
+    return await api.list_deadletters(req)
+
+
+@bp.route(route="deadletters/{record_id}", methods=["GET"])
+async def get_deadletter(req: func.HttpRequest) -> func.HttpResponse:
+    return await api.get_deadletter(req)

@@ -23,11 +23,14 @@ OPERATIONS: dict[str, Operation] = {
     "pause": lambda s, i: agent_state.set_status(s, "paused"),
     "resume": lambda s, i: agent_state.set_status(s, "sleeping"),
     "retire": lambda s, i: agent_state.set_status(s, "retired"),
-    "begin": lambda s, i: agent_state.begin(s, i["event_id"]),
+    "enqueue": lambda s, i: agent_state.enqueue(s, i["event_id"], i.get("seq")),
+    "begin": lambda s, i: agent_state.begin(s, i["event_id"], i.get("seq")),
     "finish": lambda s, i: agent_state.finish(s, i["event_id"], i["turn"], i["at"]),
     "release": lambda s, i: agent_state.release_after_pause(s),
+    "remember": lambda s, i: agent_state.remember(s, i["fact"], i["at"]),
     "update_goal": lambda s, i: agent_state.update_goal(s, i["goal_id"], i["change"], i["at"]),
     "get": lambda s, i: (s, s),
+    "context": lambda s, i: (s, agent_state.context_view(s)),
 }
 
 

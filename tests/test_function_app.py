@@ -17,8 +17,34 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: Functions each role must contribute (name -> trigger type and route where relevant).
 ROLE_FUNCTIONS = {
-    "kernel": {"health": ("httpTrigger", "health"), "config_problems": ("httpTrigger", "configs/problems")},
-    "realm": {"list_agents": ("httpTrigger", "agents")},
+    "kernel": {
+        "health": ("httpTrigger", "health"),
+        "config_problems": ("httpTrigger", "configs/problems"),
+        "route_agent_outputs": ("serviceBusTrigger", None),
+    },
+    "realm": {
+        "agent": ("entityTrigger", None),
+        **{name: ("orchestrationTrigger", None) for name in ("agent_turn", "agent_command", "agent_schedule")},
+        **{name: ("activityTrigger", None) for name in (
+            "agent_assess", "agent_model", "agent_tool", "agent_archive", "agent_publish", "agent_report",
+            "agent_config", "agent_send_event", "agent_grant")},
+        "agent_wake": ("serviceBusTrigger", None),
+        "agent_config_sync": ("timerTrigger", None),
+        "list_agents": ("httpTrigger", "agents"),
+        "sync_agents": ("httpTrigger", "agents/sync"),
+        "get_agent": ("httpTrigger", "agents/{agent_id}"),
+        "send_agent_event": ("httpTrigger", "agents/{agent_id}/events"),
+        "pause_agent": ("httpTrigger", "agents/{agent_id}/pause"),
+        "resume_agent": ("httpTrigger", "agents/{agent_id}/resume"),
+        "retire_agent": ("httpTrigger", "agents/{agent_id}/retire"),
+        "remember_fact": ("httpTrigger", "agents/{agent_id}/facts"),
+        "update_goal": ("httpTrigger", "agents/{agent_id}/goals/{goal_id}"),
+        "search_memory": ("httpTrigger", "agents/{agent_id}/memory"),
+        "recent_turns": ("httpTrigger", "agents/{agent_id}/turns"),
+        "get_turn": ("httpTrigger", "agents/{agent_id}/turns/{turn_id}"),
+        "list_deadletters": ("httpTrigger", "deadletters"),
+        "get_deadletter": ("httpTrigger", "deadletters/{record_id}"),
+    },
     "mcp": {"list_servers": ("httpTrigger", "mcp/servers")},
 }
 
@@ -54,16 +80,18 @@ def test_app_indexes_exactly_the_selected_roles(roles_setting: str | None) -> No
     assert set(functions) == expected
     for role in roles:
         for name, (trigger, route) in ROLE_FUNCTIONS[role].items():
-            (binding,) = [b for b in functions[name] if b["direction"] == "IN"]
+            (binding,) = [b for b in functions[name] if b["direction"] == "IN" and b["type"] != "durableClient"]
             assert binding["type"] == trigger
-            assert binding["route"] == route
+            if route is not None:
+                assert binding["route"] == route
 
 
 def test_health_is_anonymous_and_admin_routes_need_a_key() -> None:
     functions = _index(None)
-    auth = {name: next(b for b in bindings if b["direction"] == "IN")["authLevel"] for name, bindings in functions.items()}
-    assert auth["health"] == "ANONYMOUS"
-    assert {auth["config_problems"], auth["list_agents"], auth["list_servers"]} == {"FUNCTION"}
+    auth = {name: next(b for b in bindings if b["type"] == "httpTrigger")["authLevel"]
+            for name, bindings in functions.items() if any(b["type"] == "httpTrigger" for b in bindings)}
+    assert auth.pop("health") == "ANONYMOUS"
+    assert set(auth.values()) == {"FUNCTION"}, "every other route needs at least a function key"
 
 
 def test_unknown_role_is_refused_with_the_valid_ones_named() -> None:

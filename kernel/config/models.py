@@ -110,6 +110,10 @@ class ModelSettings(Strict):
     adapter: AdapterReference | None = None
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
     max_tokens: int = Field(default=1024, ge=1, le=131072)
+    max_steps: int = Field(
+        default=6, ge=1, le=50, description="Model calls per turn (each may request tool calls) before the turn stops."
+    )
+    max_tool_calls: int = Field(default=16, ge=0, le=200, description="Tool calls per turn, at most.")
 
 
 class ToolGrant(Strict):

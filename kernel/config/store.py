@@ -28,6 +28,10 @@ class ConfigStore:
             self._fingerprint = fingerprint
         return self._current
 
+    def fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        """Names, modification times and sizes of the config files now: equal means unchanged."""
+        return self._fingerprint_now()
+
     def _fingerprint_now(self) -> tuple[tuple[str, int, int], ...]:
         entries = []
         for path in discover(self._paths, []):

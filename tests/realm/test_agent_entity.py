@@ -76,11 +76,45 @@ def test_turns_run_one_at_a_time_in_arrival_order() -> None:
 def test_a_redelivered_event_is_refused_as_duplicate() -> None:
     entity = Entity()
     entity.run(("configure", {"config": CFO, "version": "v1", "at": AT}), ("begin", {"event_id": "e1"}))
-    assert entity.run(("begin", {"event_id": "e1"})) == [{"decision": "duplicate"}]
+    assert entity.run(("enqueue", {"event_id": "e1"})) == [{"decision": "duplicate"}]
+    assert entity.run(("begin", {"event_id": "e1"})) == [{"decision": "start"}], "its own turn asking again"
     entity.run(("finish", {"event_id": "e1", "turn": _turn(), "at": AT}))
     assert entity.run(("begin", {"event_id": "e1"})) == [{"decision": "duplicate"}]
     assert entity.run(("finish", {"event_id": "e1", "turn": _turn(), "at": AT})) == [{"next": None, "duplicate": True}]
     assert entity.data["counters"]["turns"] == 1
+
+
+def test_the_inbox_keeps_broker_order_whatever_order_turns_ask_in() -> None:
+    """The wake function enqueues in bus order; turn orchestrations may reach the entity later and
+    in any order, and only the head of the inbox starts."""
+    entity = Entity()
+    results = entity.run(
+        ("configure", {"config": CFO, "version": "v1", "at": AT}),
+        ("enqueue", {"event_id": "e2", "seq": 20}),
+        ("enqueue", {"event_id": "e1", "seq": 10}),
+        ("enqueue", {"event_id": "e3", "seq": 30}),
+        ("begin", {"event_id": "e3", "seq": 30}),
+        ("begin", {"event_id": "e2", "seq": 20}),
+        ("begin", {"event_id": "e1", "seq": 10}),
+    )
+    assert [r["decision"] for r in results[4:]] == ["queued", "queued", "start"]
+    assert [entry["id"] for entry in entity.data["inbox"]] == ["e2", "e3"]
+    assert entity.run(("finish", {"event_id": "e1", "turn": _turn(), "at": AT})) == [{"next": "e2"}]
+    assert entity.run(("begin", {"event_id": "e2"})) == [{"decision": "start"}]
+
+
+def test_a_retired_agent_refuses_new_events_and_remembers_facts_given_to_it() -> None:
+    entity = Entity()
+    results = entity.run(
+        ("configure", {"config": CFO, "version": "v1", "at": AT}),
+        ("remember", {"fact": "The fiscal year ends in June.", "at": AT}),
+        ("retire", {"by": "ops"}),
+        ("enqueue", {"event_id": "e1"}),
+        ("begin", {"event_id": "e1"}),
+    )
+    assert results[1] == {"facts": 1}
+    assert results[3:] == [{"decision": "refused", "reason": "agent is retired"}] * 2
+    assert entity.data["memory"]["facts"] == ["The fiscal year ends in June."]
 
 
 def test_every_operation_of_a_batch_gets_its_own_result() -> None:

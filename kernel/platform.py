@@ -1,0 +1,154 @@
+"""The whole platform in one process: ``aos run``.
+
+The embedded engine runs the unmodified ``function_app.py`` with all three roles; the platform
+around it does what the Functions host and Azure would: it sets the app settings (embedded
+storage and messaging under one state folder), declares the Service Bus topology generated from
+the configs, makes the engine's bus the process's message sender, registers the agents, and
+watches the config folders (standing in for the blob trigger), redeclaring the topology and
+syncing the agents when a file changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+from kernel import settings
+from kernel.adapters import embedded_sender
+from kernel.config.loader import load_configs
+from kernel.config.store import default_store
+from kernel.topology import build_topology
+
+log = logging.getLogger("aos.platform")
+APP = settings.APP_ROOT / "function_app.py"
+
+
+class PlatformError(RuntimeError):
+    pass
+
+
+class Platform:
+    """Async context manager; see ``aos run``."""
+
+    def __init__(self, *, state_dir: str | Path = ".aos", port: int = 7071, bind: str = "127.0.0.1",
+                 config_paths: str | None = None, extra_settings: Mapping[str, str] | None = None,
+                 watch_interval: float = 1.0, clock: Any = None) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.port = port
+        self.bind = bind
+        self.watch_interval = watch_interval
+        self._clock = clock
+        self._environment = {
+            "AOS_STATE_DIR": str(self.state_dir), "AOS_STORAGE": "embedded", "AOS_MESSAGING": "embedded",
+            "AOS_APP_ROLES": "", **({"AOS_CONFIG_PATHS": config_paths} if config_paths else {}),
+            **dict(extra_settings or {}),
+        }
+        self._restore: Any = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.host: Any = None
+
+    async def __aenter__(self) -> "Platform":
+        from kernel.engine.host import EmbeddedHost
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._restore = settings.override(self._environment)
+        default_store.cache_clear()
+        self._store = default_store()
+        self._fingerprint = self._store.fingerprint()
+        topology, _ = build_topology(self._store.current())
+        self.host = EmbeddedHost(APP, state_path=self.state_dir / "engine.sqlite", settings=dict(settings.environment()),
+                                 topology=topology, port=self.port, bind=self.bind, clock=self._clock)
+        try:
+            await self.host.__aenter__()
+        except BaseException:
+            self._restore_environment()
+            raise
+        embedded_sender.set_default_target(self.host, asyncio.get_running_loop())
+        try:
+            self.last_sync = await self.sync()
+        except BaseException:
+            await self.close()
+            raise
+        self._watcher = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
+        from realm_of_agents.services import close_services
+
+        await close_services()
+        if self.host is not None:
+            await self.host.close()
+            self.host = None
+        embedded_sender.set_default_target(None)
+        self._restore_environment()
+        default_store.cache_clear()
+
+    def _restore_environment(self) -> None:
+        if self._restore is not None:
+            self._restore()
+            self._restore = None
+
+    @property
+    def base_url(self) -> str:
+        return self.host.base_url
+
+    @property
+    def key(self) -> str:
+        return self.host.master_key
+
+    async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """Call the platform's HTTP API (in process, with the master key)."""
+        result = await self.host.http(method, f"/api/{path.lstrip('/')}", json=body,
+                                      headers={"x-functions-key": self.key})
+        text = result.body.decode("utf-8") if result.body else ""
+        try:
+            return result.status, json.loads(text) if text else None
+        except json.JSONDecodeError:
+            return result.status, text
+
+    async def sync(self) -> dict[str, Any]:
+        status, report = await self.api("POST", "agents/sync")
+        if status != 200:
+            raise PlatformError(f"agent sync failed ({status}): {report}")
+        return report
+
+    async def wait_idle(self, timeout: float = 60.0) -> None:
+        await self.host.wait_idle(timeout)
+
+    async def _watch(self) -> None:
+        """Poll the config folders; on a change, redeclare the topology and sync the agents."""
+        while True:
+            await asyncio.sleep(self.watch_interval)
+            try:
+                fingerprint = self._store.fingerprint()
+                if fingerprint == self._fingerprint:
+                    continue
+                self._fingerprint = fingerprint
+                self.redeclare_topology()
+                report = await self.sync()
+                log.info("configs changed: %s", report)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a sync failure is logged and retried at the next change or tick
+                log.exception("config watcher: sync failed")
+
+    def redeclare_topology(self) -> None:
+        from kernel.engine.topology import declare
+
+        topology, problems = build_topology(load_configs(settings.config_paths()))
+        for problem in problems:
+            log.warning("topology: %s", problem.message)
+        with self.host.store.transaction():
+            declare(self.host.bus, self.host.index, topology)
+        self.host.service_bus.dirty = True
+        self.host.engine.notify()

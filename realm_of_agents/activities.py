@@ -1,0 +1,148 @@
+"""The turn's activities: where the I/O happens (model, tools, storage, bus), outside the replay.
+
+Each takes and returns plain JSON. They get their dependencies from ``services()`` (built from
+app settings), so the same code runs on the embedded engine and in Azure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from kernel.config.models import AgentConfig
+from kernel.inference.port import ChatMessage, ChatRequest, ToolCall, ToolSpec, tool_name
+from kernel.messages import Envelope
+from kernel.ports import OutboundMessage, ToolDenied
+from kernel.topology import AGENT_EVENTS, AGENT_OUTPUTS
+from realm_of_agents import purpose
+from realm_of_agents.context_server import SERVER_ID as CONTEXT_SERVER
+from realm_of_agents.context_server import SnapshotBackend, call_context_tool, list_context_tools
+from realm_of_agents.services import services
+
+log = logging.getLogger("aos.realm.turn")
+_context_tools: list[dict[str, Any]] = []
+
+
+async def assess(request: dict[str, Any]) -> dict[str, Any]:
+    """Purpose alignment: the model's judgement when a model is configured, else lexical (labelled)."""
+    agent = AgentConfig.model_validate(request["config"])
+    event = request["event"]
+    provider = await services().inference()
+    if provider.name != "offline":
+        judged = await _model_alignment(provider, agent, event)
+        if judged is not None:
+            return judged
+    return purpose.assess(agent, event["type"], event.get("data")).to_dict()
+
+
+async def _model_alignment(provider: Any, agent: AgentConfig, event: dict[str, Any]) -> dict[str, Any] | None:
+    question = (
+        f"Agent purpose: {agent.purpose}\nIn scope: {'; '.join(agent.scope.in_scope) or '-'}\n"
+        f"Out of scope: {'; '.join(agent.scope.out_of_scope) or '-'}\n"
+        f"Event type: {event['type']}\nEvent data: {json.dumps(event.get('data'))[:4000]}\n"
+        'Does this event belong to the agent\'s purpose? Answer only JSON: {"aligned": true|false, "reason": "..."}'
+    )
+    model = agent.model.adapter.name if agent.model.adapter else None
+    completion = await provider.complete(ChatRequest(agent.id, [ChatMessage("user", question)], model=model,
+                                                     temperature=0.0, max_tokens=200))
+    text = completion.content
+    try:
+        answer = json.loads(text[text.index("{"): text.rindex("}") + 1])
+        aligned, reason = bool(answer["aligned"]), str(answer["reason"])
+    except (ValueError, KeyError, TypeError):
+        log.warning("agent %s: the model's alignment answer was not the JSON asked for; using lexical", agent.id)
+        return None
+    return {"aligned": aligned, "score": 1.0 if aligned else 0.0, "reason": reason, "method": "model",
+            "matched_terms": [], "out_of_scope": None}
+
+
+async def model_call(request: dict[str, Any]) -> dict[str, Any]:
+    """One model call with the tools the agent may use (its grants plus its context server)."""
+    agent_id = request["agent_id"]
+    settings = request.get("model") or {}
+    listing = await _offered_tools(agent_id)
+    specs = [ToolSpec(tool_name(t["server"], t["name"]), t.get("description") or "", t.get("input_schema") or {"type": "object"})
+             for t in listing["tools"]]
+    adapter = settings.get("adapter") or None
+    chat = ChatRequest(
+        agent_id=agent_id,
+        messages=[_message(m) for m in request["messages"]],
+        tools=specs,
+        model=adapter["name"] if adapter else None,
+        temperature=float(settings.get("temperature", 0.2)),
+        max_tokens=int(settings.get("max_tokens", 1024)),
+    )
+    provider = await services().inference()
+    completion = (await provider.complete(chat)).to_dict()
+    completion["offered_tools"] = [spec.name for spec in specs]
+    completion["unavailable_servers"] = listing["unavailable"]
+    return completion
+
+
+async def _offered_tools(agent_id: str) -> dict[str, Any]:
+    realm = services()
+    if not _context_tools:  # the same for every agent and every call: list once through the protocol
+        listing_backend = SnapshotBackend({}, realm.archive)
+        _context_tools.extend({"server": CONTEXT_SERVER, **t} for t in await list_context_tools(agent_id, listing_backend))
+    context_tools = list(_context_tools)
+    if not realm.grants(agent_id):
+        return {"tools": context_tools, "unavailable": {}}
+    listing = await (await realm.tools()).list_tools(agent_id)
+    return {"tools": context_tools + listing["tools"], "unavailable": listing["unavailable"]}
+
+
+async def tool_call(request: dict[str, Any]) -> dict[str, Any]:
+    """One tool call; idempotent by turn id and call index. Denials and tool errors are results."""
+    agent_id, server, tool = request["agent_id"], request["server"], request["tool"]
+    arguments = request.get("arguments") or {}
+    realm = services()
+    if server == CONTEXT_SERVER:
+        backend = SnapshotBackend(request.get("state") or {}, realm.archive)
+        return await call_context_tool(agent_id, backend, tool, arguments)
+    call_id = f"{request['turn_id']}:{request['index']}"
+    try:
+        return await (await realm.tools()).call_tool(agent_id, server, tool, arguments, call_id=call_id)
+    except ToolDenied as denied:
+        return {"content": [{"type": "text", "text": f"denied: {denied}"}], "structured_content": None,
+                "is_error": True, "error": "ToolDenied"}
+
+
+async def archive(record: dict[str, Any]) -> None:
+    await services().archive.save(record)
+
+
+async def publish(request: dict[str, Any]) -> int:
+    """Send the turn's outputs on the outputs topic (message ids fixed by the turn: resends are duplicates)."""
+    messages = [OutboundMessage.from_envelope(Envelope.model_validate(o)) for o in request["outputs"]]
+    await services().adapters.sender.send(AGENT_OUTPUTS, messages)
+    return len(messages)
+
+
+async def report(request: dict[str, Any]) -> str:
+    """Keep an event the agent could not take in the dead-letter store, with the reason."""
+    event = request["event"]
+    return await services().deadletters.record(
+        kind=request["kind"], reason=request["reason"], body=json.dumps(event).encode(),
+        source=f"agent-events/{event.get('to') or 'broadcast'}", message_id=event.get("id"))
+
+
+def _message(data: dict[str, Any]) -> ChatMessage:
+    calls = [ToolCall(c["id"], c["name"], dict(c.get("arguments") or {})) for c in data.get("tool_calls") or []]
+    return ChatMessage(data["role"], data.get("content") or "", calls, data.get("tool_call_id"))
+
+
+async def declared_config(request: dict[str, Any]) -> dict[str, Any] | None:
+    """The agent's config and version as declared now (``None`` when it is not declared)."""
+    configs = services().configs.current()
+    agent = configs.agents.get(request["agent_id"])
+    if agent is None:
+        return None
+    return {"config": agent.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "version": configs.source("agent", agent.id).version}
+
+
+async def send_event(request: dict[str, Any]) -> None:
+    """Send an envelope to the agent-events topic (scheduled wake-ups)."""
+    envelope = Envelope.model_validate(request["envelope"])
+    await services().adapters.sender.send(AGENT_EVENTS, [OutboundMessage.from_envelope(envelope)])

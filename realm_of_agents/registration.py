@@ -1,0 +1,124 @@
+"""Config sync: make the agent entities match the agent configs.
+
+Run at start, on a timer, when the local platform sees a config file change, and when a config
+is dropped into the ``agent-configs`` blob container. Each run compares the configs with the
+registry (table ``agents``: the config version and schedules each agent was last given) and
+
+* configures agents that are new or whose config version changed (the entity records the
+  version; a purpose change is remembered as a fact; a disabled agent is paused);
+* starts, replaces or stops their schedule orchestrations;
+* retires agents whose config is gone (their state is kept) — unless their file is only broken,
+  in which case the agent keeps running its last good config and the problem is reported.
+
+Every step is idempotent (command instance ids derive from the config version), so two syncs at
+once, or a sync interrupted half way, leave the same result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import azure.durable_functions as df
+
+from kernel.config.loader import ConfigSet
+from kernel.config.models import AgentConfig
+from kernel.ports import TableStore
+from realm_of_agents import commands, ids, schedules
+
+log = logging.getLogger("aos.realm.registration")
+TABLE = "agents"
+PARTITION = "agent"
+
+
+@dataclass
+class SyncReport:
+    configured: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    kept_broken: list[str] = field(default_factory=list)
+    schedules_started: list[str] = field(default_factory=list)
+    schedules_stopped: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+async def registered(tables: TableStore) -> dict[str, dict[str, Any]]:
+    """The registry: agent id -> row (version, status, schedules, source, updated)."""
+    return {row["RowKey"]: row for row in await tables.query(TABLE, PARTITION)}
+
+
+async def sync(client: df.DurableOrchestrationClient, configs: ConfigSet, tables: TableStore,
+               now: datetime | None = None) -> SyncReport:
+    now = now or datetime.now(timezone.utc)
+    report = SyncReport()
+    registry = await registered(tables)
+    for agent in sorted(configs.agents.values(), key=lambda a: a.id):
+        source = configs.source("agent", agent.id)
+        row = registry.get(agent.id)
+        wanted = {s.name: schedules.schedule_instance(schedules.schedule_input(agent, s))
+                  for s in agent.schedules} if agent.enabled else {}
+        running = json.loads(row.get("schedules") or "{}") if row else {}
+        if row is None or row.get("version") != source.version or row.get("status") == "retired":
+            await _command(client, agent.id, "configure", {
+                "config": agent.model_dump(mode="json", by_alias=True, exclude_none=True),
+                "version": source.version, "at": now.isoformat()}, nonce=source.version)
+            report.configured.append(agent.id)
+        else:
+            report.unchanged.append(agent.id)
+        await _sync_schedules(client, agent, wanted, running, report)
+        await tables.upsert(TABLE, {
+            "PartitionKey": PARTITION, "RowKey": agent.id, "version": source.version, "status": "active",
+            "source": source.file, "schedules": json.dumps(wanted, sort_keys=True), "updated": now})
+    broken_files = {problem.file for problem in configs.errors}
+    for agent_id, row in sorted(registry.items()):
+        if agent_id in configs.agents or row.get("status") == "retired":
+            continue
+        if row.get("source") in broken_files:
+            log.warning("agent '%s': its config file %s has errors; it keeps its last good config", agent_id, row["source"])
+            report.kept_broken.append(agent_id)
+            continue
+        await _command(client, agent_id, "retire", {"reason": "its config was removed"}, nonce=f"retire:{row.get('version')}")
+        for instance in json.loads(row.get("schedules") or "{}").values():
+            await _stop(client, instance, "the agent was retired")
+            report.schedules_stopped.append(instance)
+        await tables.upsert(TABLE, {**{k: v for k, v in row.items() if k != "etag"}, "status": "retired",
+                                    "schedules": "{}", "updated": now})
+        report.retired.append(agent_id)
+    return report
+
+
+async def _sync_schedules(client: df.DurableOrchestrationClient, agent: AgentConfig, wanted: dict[str, str],
+                          running: dict[str, str], report: SyncReport) -> None:
+    for schedule in agent.schedules if agent.enabled else []:
+        instance = wanted[schedule.name]
+        status = await client.get_status(instance)
+        if status is None or status.runtime_status is None or status.runtime_status.value in (
+                "Completed", "Failed", "Terminated"):
+            await client.start_new(schedules.ORCHESTRATOR, instance, schedules.schedule_input(agent, schedule))
+            report.schedules_started.append(instance)
+    for name, instance in running.items():
+        if wanted.get(name) != instance:
+            await _stop(client, instance, "its schedule changed or was removed")
+            report.schedules_stopped.append(instance)
+
+
+async def _stop(client: df.DurableOrchestrationClient, instance: str, reason: str) -> None:
+    status = await client.get_status(instance)
+    if status is not None and status.runtime_status is not None and status.runtime_status.value in (
+            "Running", "Pending", "ContinuedAsNew"):
+        await client.terminate(instance, reason)
+
+
+async def _command(client: df.DurableOrchestrationClient, agent_id: str, operation: str, payload: dict[str, Any],
+                   *, nonce: str) -> str:
+    instance = ids.command_instance_id(agent_id, operation, nonce)
+    status = await client.get_status(instance)
+    if status is None or status.runtime_status is None or status.runtime_status.value in ("Failed", "Terminated"):
+        await client.start_new(commands.ORCHESTRATOR, instance,
+                               {"agent_id": agent_id, "operation": operation, "payload": payload})
+    return instance

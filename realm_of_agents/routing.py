@@ -1,0 +1,43 @@
+"""Which agents an event wakes: the one it is addressed to, or every agent subscribed to its type.
+
+Pure: the wake function gives it the parsed envelope and the agents declared in config. An agent
+never wakes itself through a subscription (its own broadcast would loop), and an event addressed
+to an agent that does not exist is reported as such, so the caller records it instead of
+dropping it. A disabled agent receives events addressed to it (it is paused, and its inbox keeps
+them) but no broadcasts, as its subscription rules are not deployed either.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from kernel.config.models import DEFAULT_EVENTS_TOPIC, AgentConfig
+from kernel.messages import Envelope
+
+
+@dataclass(frozen=True)
+class Routing:
+    agents: list[str] = field(default_factory=list)
+    unknown_agent: str | None = None
+
+
+def route(envelope: Envelope, agents: Mapping[str, AgentConfig], topic: str = DEFAULT_EVENTS_TOPIC) -> Routing:
+    if envelope.to:
+        if envelope.to in agents:
+            return Routing([envelope.to])
+        return Routing([], unknown_agent=envelope.to)
+    matched = [
+        agent.id
+        for agent in sorted(agents.values(), key=lambda a: a.id)
+        if agent.enabled and agent.id != envelope.source and subscribed(agent, envelope.type, topic)
+    ]
+    return Routing(matched)
+
+
+def subscribed(agent: AgentConfig, event_type: str, topic: str = DEFAULT_EVENTS_TOPIC) -> bool:
+    return any(
+        subscription.topic == topic and any(fnmatch.fnmatchcase(event_type, p) for p in subscription.event_types)
+        for subscription in agent.subscriptions
+    )

@@ -1,0 +1,92 @@
+"""The services the realm's functions use, built once per event loop from app settings.
+
+Functions get their dependencies here rather than from globals scattered through modules: the
+storage and messaging ports (``kernel.adapters.Adapters``), the turn archive, the dead-letter
+store, the inference provider and the tool gateway. Async functions of one app share one event
+loop (the Python worker's, or the embedded engine's), and the adapters are asyncio objects, so
+there is one ``RealmServices`` per loop. ``close_services()`` closes them at shutdown.
+
+The tool gateway here is the in-process one: the declared MCP servers run inside this process,
+started on first use. (The MCPServers app's Service Bus gateway implements the same port.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from kernel import runtime, settings
+from kernel.adapters.factory import Adapters
+from kernel.config.models import AgentConfig, ToolGrant
+from kernel.config.store import ConfigStore, default_store
+from kernel.inference.port import InferenceProvider
+from kernel.ports import ToolGateway
+from realm_of_agents.archive import TurnArchive
+from kernel.deadletters import DeadLetterStore
+
+
+class RealmServices:
+    def __init__(self, environ: Any = None, configs: ConfigStore | None = None) -> None:
+        self.environ = settings.environment() if environ is None else environ
+        self.adapters = Adapters(self.environ) if environ is not None else runtime.adapters()
+        self.configs = configs or default_store()
+        self.archive = TurnArchive(self.adapters.blobs, self.adapters.tables)
+        self.deadletters = DeadLetterStore(self.adapters.blobs, self.adapters.tables)
+        self._inference: InferenceProvider | None = None
+        self._tools: ToolGateway | None = None
+        self._tools_lock = asyncio.Lock()
+
+    def agent(self, agent_id: str) -> AgentConfig | None:
+        return self.configs.current().agents.get(agent_id)
+
+    def grants(self, agent_id: str) -> list[ToolGrant]:
+        agent = self.agent(agent_id)
+        return list(agent.tools) if agent is not None else []
+
+    async def inference(self) -> InferenceProvider:
+        if self._inference is None:
+            from kernel.inference.factory import provider_from_settings
+
+            self._inference = await provider_from_settings(self.environ, self.adapters.secrets)
+        return self._inference
+
+    async def tools(self) -> ToolGateway:
+        """The gateway; the first call starts every enabled MCP server (once, for all callers)."""
+        async with self._tools_lock:
+            if self._tools is None:
+                from mcp_servers.gateway import InProcessToolGateway
+                from mcp_servers.manager import McpServerManager, resolver_from_store
+
+                servers = self.configs.current().mcp_servers.values()
+                manager = McpServerManager(servers, app_root=settings.APP_ROOT,
+                                           resolver=resolver_from_store(self.adapters.secrets, self.environ))
+                await manager.start()
+                self._tools = InProcessToolGateway(manager, self.grants, self.adapters.blobs)
+            return self._tools
+
+    async def close(self) -> None:
+        if self._tools is not None:
+            await self._tools.close()
+        if self._inference is not None and hasattr(self._inference, "close"):
+            await self._inference.close()  # type: ignore[attr-defined]
+        await self.adapters.close()
+        await runtime.close()
+
+
+_by_loop: dict[asyncio.AbstractEventLoop, RealmServices] = {}
+
+
+def services() -> RealmServices:
+    """The services of the running event loop (built on first use)."""
+    loop = asyncio.get_running_loop()
+    found = _by_loop.get(loop)
+    if found is None:
+        found = _by_loop[loop] = RealmServices()
+    return found
+
+
+async def close_services() -> None:
+    """Close the running loop's services (the embedded platform calls this at shutdown)."""
+    found = _by_loop.pop(asyncio.get_running_loop(), None)
+    if found is not None:
+        await found.close()

@@ -1,0 +1,286 @@
+"""The turn orchestration: one per event an agent receives, instance id derived from the event.
+
+    begin (entity: the agent's lock and queue) -> wait for the turn if queued
+    read the agent's state (entity)
+    purpose alignment (activity)         -> declined events end here, with the reason
+    model call (activity) -> tool calls (activities, checkpointed, idempotent by turn id and index)
+      ... until the model answers or the step budget is spent
+    archive the full turn (activity)     -> storage, searchable through the context MCP server
+    publish outputs (activity)           -> the outputs topic: the reply, events to other agents
+    finish (entity)                      -> memory, goals, counters; hands over the next event
+    grant (activity)                     -> tells the next queued turn to go
+
+Every step's failure is recorded on the turn, which then ends as ``failed``: the agent always
+finishes the turn and takes its next event. A crash resumes from the last checkpoint (Durable
+replay), so completed model and tool calls are not repeated.
+
+Orchestrator rules apply: deterministic code only (time from ``context.current_utc_datetime``,
+ids from ``realm_of_agents.ids``), plain JSON in and out.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any, Generator
+
+import azure.durable_functions as df
+
+from realm_of_agents import ids, purpose, prompt
+from realm_of_agents.entity import ENTITY_NAME
+from realm_of_agents.memory import digest
+
+ORCHESTRATOR = "agent_turn"
+GRANT_EVENT = "turn_granted"
+#: A queued turn re-asks the entity this often, in case a grant was lost.
+RECHECK_INTERVAL = timedelta(minutes=5)
+CONTEXT_SERVER = "context"
+REPLY_TYPE = "agent.reply"
+DECLINE_TYPE = "agent.declined"
+MODEL_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2000, max_number_of_attempts=2)
+STORE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=5)
+
+# activity names
+ASSESS, MODEL, TOOL, ARCHIVE, PUBLISH, GRANT, REPORT, CONFIG = (
+    "agent_assess", "agent_model", "agent_tool", "agent_archive", "agent_publish", "agent_grant", "agent_report",
+    "agent_config")
+
+
+def turn_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    request = context.get_input()
+    agent_id: str = request["agent_id"]
+    event: dict[str, Any] = request["event"]
+    turn_id = context.instance_id
+    entity = df.EntityId(ENTITY_NAME, agent_id)
+    ask = {"event_id": event["id"], "seq": request.get("seq")}
+
+    decision = yield context.call_entity(entity, "begin", ask)
+    while decision["decision"] == "queued":
+        context.set_custom_status({"phase": "queued", "position": decision.get("position")})
+        granted = context.wait_for_external_event(GRANT_EVENT)
+        recheck = context.create_timer(context.current_utc_datetime + RECHECK_INTERVAL)
+        winner = yield context.task_any([granted, recheck])
+        if winner == granted:
+            recheck.cancel()
+        decision = yield context.call_entity(entity, "begin", ask)
+    if decision["decision"] == "duplicate":
+        return {"turn_id": turn_id, "agent_id": agent_id, "outcome": "duplicate"}
+    if decision["decision"] == "refused":
+        yield context.call_activity_with_retry(REPORT, STORE_RETRY, {
+            "kind": "refused", "reason": f"agent '{agent_id}' refused the event: {decision.get('reason')}",
+            "event": event})
+        return {"turn_id": turn_id, "agent_id": agent_id, "outcome": "refused", "reason": decision.get("reason")}
+
+    context.set_custom_status({"phase": "working"})
+    state = yield context.call_entity(entity, "context", {"for": turn_id})
+    if not state.get("config"):  # the event came before the config sync registered the agent
+        declared = yield context.call_activity(CONFIG, {"agent_id": agent_id})
+        if declared is not None:
+            yield context.call_entity(entity, "configure", {**declared, "at": context.current_utc_datetime.isoformat()})
+            state = yield context.call_entity(entity, "context", {"for": turn_id})
+    turn = _Turn(context, agent_id, turn_id, event, state)
+    try:
+        yield from turn.run()
+    except Exception as error:  # a step failed in a way the steps did not handle: record it, never wedge
+        turn.fail(f"turn failed: {_reason(error)}")
+
+    record = turn.record()
+    try:
+        yield context.call_activity_with_retry(ARCHIVE, STORE_RETRY, record)
+    except Exception as error:
+        record["error"] = (record.get("error") or "") + f" archive failed: {_reason(error)}"
+    outputs = turn.outputs()
+    if outputs:
+        try:
+            yield context.call_activity_with_retry(PUBLISH, STORE_RETRY, {"outputs": outputs})
+        except Exception as error:
+            record["error"] = (record.get("error") or "") + f" publish failed: {_reason(error)}"
+    finished = yield context.call_entity(entity, "finish", {
+        "event_id": event["id"], "turn": turn.entity_summary(), "at": turn.finished})
+    if finished.get("next"):
+        yield context.call_activity_with_retry(GRANT, STORE_RETRY, {
+            "instance_id": ids.turn_instance_id(agent_id, finished["next"])})
+    context.set_custom_status({"phase": "done", "outcome": record["outcome"]})
+    return {key: record[key] for key in ("turn_id", "agent_id", "outcome", "reply", "error")} | {
+        "event_type": event["type"], "tool_calls": turn.tool_calls, "provider": turn.provider}
+
+
+class _Turn:
+    """The work of one started turn; a generator method per phase, state kept on the object."""
+
+    def __init__(self, context: df.DurableOrchestrationContext, agent_id: str, turn_id: str,
+                 event: dict[str, Any], state: dict[str, Any]) -> None:
+        self.context = context
+        self.agent_id = agent_id
+        self.turn_id = turn_id
+        self.event = event
+        self.state = state
+        self.config: dict[str, Any] = state.get("config") or {}
+        self.started = context.current_utc_datetime.isoformat()
+        self.finished = self.started
+        self.alignment: dict[str, Any] | None = None
+        self.outcome = "replied"
+        self.reply: str | None = None
+        self.error: str | None = None
+        self.rationale = ""
+        self.steps: list[dict[str, Any]] = []
+        self.tool_calls = 0
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.provider: str | None = None
+        self.facts: list[str] = []
+        self.goal_updates: dict[str, dict[str, Any]] = {}
+        self.sent_events: list[dict[str, Any]] = []
+
+    def run(self) -> Generator[Any, Any, None]:
+        if not self.config:
+            self.fail("the agent has no config yet (it was never registered)")
+            return
+        self.alignment = yield self.context.call_activity(ASSESS, {
+            "agent_id": self.agent_id, "config": self.config, "event": self.event})
+        if not self.alignment["aligned"]:
+            self.outcome = "declined"
+            self.rationale = self.alignment["reason"]
+            self.reply = f"Declined: {self.alignment['reason']}."
+            self._stamp()
+            return
+        yield from self._converse()
+        self._touch_goals()
+        self._stamp()
+
+    def _converse(self) -> Generator[Any, Any, None]:
+        model = self.config.get("model") or {}
+        messages = prompt.initial_messages(self.state, self.event)
+        for step in range(int(model.get("max_steps", 6))):
+            try:
+                completion = yield self.context.call_activity_with_retry(MODEL, MODEL_RETRY, {
+                    "agent_id": self.agent_id, "turn_id": self.turn_id, "step": step, "model": model,
+                    "messages": messages})
+            except Exception as error:
+                self.steps.append({"kind": "model", "step": step, "error": _reason(error)})
+                self.fail(f"model call failed: {_reason(error)}")
+                return
+            self.provider = completion["provider"]
+            self.tokens_in += completion["usage"]["prompt_tokens"]
+            self.tokens_out += completion["usage"]["completion_tokens"]
+            self.steps.append({"kind": "model", "step": step, "provider": completion["provider"],
+                               "model": completion["model"], "content": completion["content"],
+                               "tool_calls": completion["tool_calls"], "usage": completion["usage"],
+                               "offered_tools": completion.get("offered_tools"),
+                               "unavailable_servers": completion.get("unavailable_servers")})
+            if not completion["tool_calls"]:
+                self.reply = completion["content"]
+                self.rationale = f"{self.alignment['reason']} ({self.alignment['method']} alignment); answered by {completion['provider']}"
+                return
+            messages.append({"role": "assistant", "content": completion["content"], "tool_calls": completion["tool_calls"]})
+            for call in completion["tool_calls"]:
+                result = yield from self._call_tool(call)
+                messages.append({"role": "tool", "content": _tool_text(result), "tool_call_id": call["id"]})
+        self.fail(f"the step budget of {model.get('max_steps', 6)} model calls was spent before the model answered")
+
+    def _call_tool(self, call: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
+        index = self.tool_calls
+        server, _, tool = call["name"].partition("__")
+        step: dict[str, Any] = {"kind": "tool", "index": index, "server": server, "tool": tool,
+                                "arguments": call["arguments"], "call_id": call["id"]}
+        limit = int((self.config.get("model") or {}).get("max_tool_calls", 16))
+        if index >= limit:
+            result = _error_result(f"the tool-call budget of {limit} calls for this turn is spent")
+        else:
+            self.tool_calls += 1
+            try:
+                result = yield self.context.call_activity(TOOL, {
+                    "agent_id": self.agent_id, "turn_id": self.turn_id, "index": index, "server": server,
+                    "tool": tool, "arguments": call["arguments"],
+                    "state": self.state if server == CONTEXT_SERVER else None})
+            except Exception as error:
+                result = _error_result(f"tool call failed: {_reason(error)}")
+        step["result"] = result
+        self.steps.append(step)
+        if server == CONTEXT_SERVER and not result.get("is_error"):
+            self._collect_context_effect(tool, call["arguments"])
+        return result
+
+    def _collect_context_effect(self, tool: str, arguments: dict[str, Any]) -> None:
+        """Context tools that change the agent apply when the turn finishes, through the entity."""
+        if tool == "remember_fact" and arguments.get("fact"):
+            self.facts.append(str(arguments["fact"]))
+        elif tool == "update_goal" and arguments.get("goal_id"):
+            change = {k: arguments[k] for k in ("action", "progress", "note") if arguments.get(k) is not None}
+            change["turn_id"] = self.turn_id
+            self.goal_updates[str(arguments["goal_id"])] = change
+        elif tool == "send_event" and arguments.get("to") and arguments.get("type"):
+            self.sent_events.append({"to": arguments["to"], "type": arguments["type"], "data": arguments.get("data")})
+
+    def _touch_goals(self) -> None:
+        """Active goals the event's matched words belong to record that this turn worked on them."""
+        matched = set((self.alignment or {}).get("matched_terms") or [])
+        if not matched:
+            return
+        for goal in self.state.get("goals", []):
+            if goal.get("status") == "active" and goal["id"] not in self.goal_updates \
+                    and matched & purpose.terms(goal["description"]):
+                self.goal_updates[goal["id"]] = {"action": "touch", "turn_id": self.turn_id}
+
+    def fail(self, reason: str) -> None:
+        self.outcome = "failed"
+        self.error = reason
+        self.rationale = reason
+        self._stamp()
+
+    def _stamp(self) -> None:
+        self.finished = self.context.current_utc_datetime.isoformat()
+
+    # results -------------------------------------------------------------------------------------
+    def record(self) -> dict[str, Any]:
+        return {
+            "agent_id": self.agent_id, "turn_id": self.turn_id, "config_version": self.state.get("config_version"),
+            "event": self.event, "started": self.started, "finished": self.finished, "outcome": self.outcome,
+            "alignment": self.alignment, "steps": self.steps, "reply": self.reply, "error": self.error,
+            "decision": {"action": self.outcome, "rationale": self.rationale}, "outputs": self.outputs(),
+            "provider": self.provider, "tool_calls": self.tool_calls,
+            "usage": {"prompt_tokens": self.tokens_in, "completion_tokens": self.tokens_out},
+            "facts": self.facts, "goal_updates": self.goal_updates,
+        }
+
+    def outputs(self) -> list[dict[str, Any]]:
+        """The reply (to the event's source) and the events the turn sends to other agents."""
+        event = self.event
+        common = {"source": self.agent_id, "time": self.finished, "causation_id": event["id"],
+                  "correlation_id": event.get("correlation_id") or event["id"]}
+        if event.get("traceparent"):
+            common["traceparent"] = event["traceparent"]
+        outputs = []
+        if self.outcome in ("replied", "declined") and self.reply is not None:
+            outputs.append({**common, "id": ids.output_id(self.turn_id, "reply"),
+                            "type": REPLY_TYPE if self.outcome == "replied" else DECLINE_TYPE,
+                            "to": event["source"], "subject": event["type"],
+                            "data": {"turn_id": self.turn_id, "text": self.reply, "outcome": self.outcome}})
+        for n, sent in enumerate(self.sent_events):
+            outputs.append({**common, "id": ids.output_id(self.turn_id, n), "type": sent["type"], "to": sent["to"],
+                            "data": sent["data"]})
+        return outputs
+
+    def entity_summary(self) -> dict[str, Any]:
+        text = self.reply or self.error or ""
+        return {
+            "digest": digest(self.turn_id, self.finished, self.event["type"], self.outcome, text),
+            "facts": self.facts, "tool_calls": self.tool_calls, "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out, "goal_updates": self.goal_updates,
+        }
+
+
+def _error_result(message: str) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": message}], "structured_content": None, "is_error": True}
+
+
+def _tool_text(result: dict[str, Any]) -> str:
+    parts = [item.get("text") or json.dumps(item) for item in result.get("content", [])]
+    text = "\n".join(parts) if parts else json.dumps(result.get("structured_content"))
+    return ("ERROR: " if result.get("is_error") else "") + text
+
+
+def _reason(error: BaseException) -> str:
+    """The useful first line of an activity failure (the SDK appends details after it)."""
+    text = str(error).strip()
+    return text.split("\n")[0].strip()[:1000] or type(error).__name__

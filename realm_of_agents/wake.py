@@ -1,0 +1,109 @@
+"""Wake: turn each event on the agent-events topic into turns of the agents it is for.
+
+For every message of a batch (in broker order):
+
+1. parse the envelope; a malformed one goes to the dead-letter store with the reason;
+2. route it (``routing.route``); an event for an unknown agent goes to the dead-letter store;
+3. for each recipient, enqueue the event in the agent entity (so the inbox keeps broker order),
+   then start the turn orchestration whose instance id derives from the event id, unless it
+   exists already (a redelivered message starts nothing new).
+
+A transient failure (the Durable client unreachable) raises, so the batch is redelivered; every
+step above is idempotent, so the redelivery repeats nothing that had happened.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import azure.durable_functions as df
+from pydantic import ValidationError
+
+from kernel.messages import Envelope
+from realm_of_agents.entity import ENTITY_NAME
+from realm_of_agents.ids import turn_instance_id
+from realm_of_agents.routing import route
+from realm_of_agents.services import RealmServices
+from realm_of_agents.turn import ORCHESTRATOR
+
+log = logging.getLogger("aos.realm.wake")
+SOURCE = "agent-events/realm"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What wake needs of one Service Bus message."""
+
+    body: bytes
+    message_id: str | None = None
+    sequence_number: int | None = None
+
+
+@dataclass
+class WakeReport:
+    started: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    dead_lettered: list[str] = field(default_factory=list)
+    unrouted: int = 0
+
+
+async def wake(deliveries: list[Delivery], client: df.DurableOrchestrationClient, realm: RealmServices) -> WakeReport:
+    report = WakeReport()
+    agents = realm.configs.current().agents
+    for delivery in deliveries:
+        try:
+            envelope = Envelope.from_json(delivery.body)
+        except (ValidationError, ValueError) as error:
+            reason = f"malformed envelope: {describe_invalid(error)}"
+            log.error("dead-lettering message %s from %s: %s", delivery.message_id, SOURCE, reason)
+            report.dead_lettered.append(await realm.deadletters.record(
+                kind="malformed", reason=reason, body=delivery.body, source=SOURCE, message_id=delivery.message_id))
+            continue
+        routing = route(envelope, agents)
+        if routing.unknown_agent is not None:
+            reason = f"event '{envelope.id}' ({envelope.type}) is addressed to agent '{routing.unknown_agent}', which is not declared"
+            log.warning("dead-lettering: %s", reason)
+            report.dead_lettered.append(await realm.deadletters.record(
+                kind="unknown-agent", reason=reason, body=delivery.body, source=SOURCE, message_id=envelope.id))
+            continue
+        if not routing.agents:
+            report.unrouted += 1
+            log.info("event %s (%s) from %s: no agent subscribes to it", envelope.id, envelope.type, envelope.source)
+            continue
+        event = envelope.model_dump(mode="json", exclude_none=True)
+        for agent_id in routing.agents:
+            await client.signal_entity(df.EntityId(ENTITY_NAME, agent_id), "enqueue",
+                                       {"event_id": envelope.id, "seq": delivery.sequence_number})
+            instance_id = turn_instance_id(agent_id, envelope.id)
+            status = await client.get_status(instance_id)
+            if status is not None and status.runtime_status is not None:
+                report.existing.append(instance_id)
+                continue
+            await client.start_new(ORCHESTRATOR, instance_id,
+                                   {"agent_id": agent_id, "event": event, "seq": delivery.sequence_number})
+            report.started.append(instance_id)
+    return report
+
+
+def describe_invalid(error: Exception) -> str:
+    """One line naming what is wrong with the envelope and where."""
+    if isinstance(error, ValidationError):
+        problems = []
+        for item in error.errors()[:5]:
+            where = ".".join(str(part) for part in item["loc"]) or "(body)"
+            if item["type"] == "json_invalid":
+                problems.append(f"not valid JSON ({item.get('ctx', {}).get('error', item['msg'])})")
+            elif item["type"] == "missing":
+                problems.append(f"missing required field '{where}'")
+            elif item["type"] == "extra_forbidden":
+                problems.append(f"unknown field '{where}'")
+            else:
+                problems.append(f"'{where}': {item['msg']}")
+        more = f" (and {error.error_count() - 5} more)" if error.error_count() > 5 else ""
+        return "; ".join(problems) + more
+    return str(error)
+
+
