@@ -22,7 +22,7 @@ setup: $(PY_STAMP) $(NODE_STAMP)
 
 run: setup
 	$(BIN)/aos validate agent_configs mcp_configs
-	$(BIN)/aos topology agent_configs mcp_configs
+	$(BIN)/aos run --demo
 
 test: setup
 	$(BIN)/python -m pytest

@@ -100,7 +100,8 @@ def topology(paths: tuple[str, ...]) -> None:
 
 
 def _register_optional_commands() -> None:
-    """Commands that live beside the modules they drive (the engine's `host` and `send`)."""
+    """Commands that live beside the modules they drive: the engine's `host` and `send`, the platform's
+    `run` and its clients, the agents' `context-mcp`."""
     import importlib
     import importlib.util
 
@@ -111,6 +112,11 @@ def _register_optional_commands() -> None:
         command = getattr(engine_cli, name, None)
         if isinstance(command, click.Command):
             main.add_command(command, name)
+    from kernel.platform_cli import COMMANDS
+    from realm_of_agents.context_cli import context_mcp
+
+    for command in [*COMMANDS, context_mcp]:
+        main.add_command(command)
 
 
 _register_optional_commands()

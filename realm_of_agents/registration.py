@@ -28,6 +28,7 @@ from kernel.config.loader import ConfigSet
 from kernel.config.models import AgentConfig
 from kernel.ports import TableStore
 from realm_of_agents import commands, ids, schedules
+from realm_of_agents.instances import FINISHED, runtime_status, start_once
 
 log = logging.getLogger("aos.realm.registration")
 TABLE = "agents"
@@ -96,10 +97,8 @@ async def _sync_schedules(client: df.DurableOrchestrationClient, agent: AgentCon
                           running: dict[str, str], report: SyncReport) -> None:
     for schedule in agent.schedules if agent.enabled else []:
         instance = wanted[schedule.name]
-        status = await client.get_status(instance)
-        if status is None or status.runtime_status is None or status.runtime_status.value in (
-                "Completed", "Failed", "Terminated"):
-            await client.start_new(schedules.ORCHESTRATOR, instance, schedules.schedule_input(agent, schedule))
+        if await start_once(client, schedules.ORCHESTRATOR, instance, schedules.schedule_input(agent, schedule),
+                            restart_when=FINISHED):
             report.schedules_started.append(instance)
     for name, instance in running.items():
         if wanted.get(name) != instance:
@@ -108,17 +107,14 @@ async def _sync_schedules(client: df.DurableOrchestrationClient, agent: AgentCon
 
 
 async def _stop(client: df.DurableOrchestrationClient, instance: str, reason: str) -> None:
-    status = await client.get_status(instance)
-    if status is not None and status.runtime_status is not None and status.runtime_status.value in (
-            "Running", "Pending", "ContinuedAsNew"):
+    if runtime_status(await client.get_status(instance)) in ("Running", "Pending", "ContinuedAsNew"):
         await client.terminate(instance, reason)
 
 
 async def _command(client: df.DurableOrchestrationClient, agent_id: str, operation: str, payload: dict[str, Any],
                    *, nonce: str) -> str:
     instance = ids.command_instance_id(agent_id, operation, nonce)
-    status = await client.get_status(instance)
-    if status is None or status.runtime_status is None or status.runtime_status.value in ("Failed", "Terminated"):
-        await client.start_new(commands.ORCHESTRATOR, instance,
-                               {"agent_id": agent_id, "operation": operation, "payload": payload})
+    await start_once(client, commands.ORCHESTRATOR, instance,
+                     {"agent_id": agent_id, "operation": operation, "payload": payload},
+                     restart_when=("Failed", "Terminated"))
     return instance

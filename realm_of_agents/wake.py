@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from kernel.messages import Envelope
 from realm_of_agents.entity import ENTITY_NAME
 from realm_of_agents.ids import turn_instance_id
+from realm_of_agents.instances import start_once
 from realm_of_agents.routing import route
 from realm_of_agents.services import RealmServices
 from realm_of_agents.turn import ORCHESTRATOR
@@ -78,13 +79,9 @@ async def wake(deliveries: list[Delivery], client: df.DurableOrchestrationClient
             await client.signal_entity(df.EntityId(ENTITY_NAME, agent_id), "enqueue",
                                        {"event_id": envelope.id, "seq": delivery.sequence_number})
             instance_id = turn_instance_id(agent_id, envelope.id)
-            status = await client.get_status(instance_id)
-            if status is not None and status.runtime_status is not None:
-                report.existing.append(instance_id)
-                continue
-            await client.start_new(ORCHESTRATOR, instance_id,
-                                   {"agent_id": agent_id, "event": event, "seq": delivery.sequence_number})
-            report.started.append(instance_id)
+            started = await start_once(client, ORCHESTRATOR, instance_id,
+                                       {"agent_id": agent_id, "event": event, "seq": delivery.sequence_number})
+            (report.started if started else report.existing).append(instance_id)
     return report
 
 
