@@ -198,8 +198,16 @@ def send_event(agent_id: str, event_type: str, data: str | None, subject: str | 
     import time
 
     deadline = time.monotonic() + 120
+    client = _client(url, key, state_dir)
     while time.monotonic() < deadline:
-        turn = _call(url, key, state_dir, "GET", f"agents/{agent_id}/turns/{sent['turn_id']}")
+        try:
+            turn = client.call("GET", f"agents/{agent_id}/turns/{sent['turn_id']}")
+        except ApiError as error:
+            if error.status != 404:  # 404: the event is still on its way to the agent
+                raise click.ClickException(str(error)) from None
+            turn = {}
+        except PlatformUnreachable as error:
+            raise click.ClickException(str(error)) from None
         if "outcome" in turn:
             from kernel.demo import render_turn
 
