@@ -7,7 +7,8 @@ import json
 import azure.durable_functions as df
 import azure.functions as func
 
-from kernel import outputs, roles, runtime
+from kernel import outputs, roles, runtime, settings
+from kernel.inference.factory import describe_provider
 from kernel.config.store import default_store
 from kernel.deadletters import DeadLetterStore
 from kernel.topology import AGENT_OUTPUTS, KERNEL_SUBSCRIPTION
@@ -27,6 +28,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
         {
             "status": "ok",
             "roles": roles.selected_roles(),
+            "model": describe_provider(settings.environment()),
             "configs": {
                 "agents": len(configs.agents),
                 "adapters": len(configs.adapters),

@@ -146,3 +146,21 @@ async def send_event(request: dict[str, Any]) -> None:
     """Send an envelope to the agent-events topic (scheduled wake-ups)."""
     envelope = Envelope.model_validate(request["envelope"])
     await services().adapters.sender.send(AGENT_EVENTS, [OutboundMessage.from_envelope(envelope)])
+
+
+async def summarize(request: dict[str, Any]) -> str | None:
+    """One summary line, written by the model, for a turn leaving the agent's recent window."""
+    provider = await services().inference()
+    if provider.name == "offline":
+        return None
+    turn = request["turn"]
+    earlier = "\n".join(request.get("summary") or []) or "(none)"
+    prompt = (f"Earlier summary lines:\n{earlier}\n\nTurn at {turn['time'][:16]}: event {turn['event_type']}, "
+              f"outcome {turn['outcome']}: {turn['text']}\n\nWrite ONE line (at most 25 words) that keeps what "
+              "matters from this turn for the future. Answer with the line only.")
+    adapter = (request.get("model") or {}).get("adapter") or None
+    completion = await provider.complete(ChatRequest(request["agent_id"], [ChatMessage("user", prompt)],
+                                                     model=adapter["name"] if adapter else None, temperature=0.0,
+                                                     max_tokens=80))
+    line = " ".join(completion.content.split())
+    return f"{turn['time'][:16]} {turn['event_type']} ({turn['outcome']}): {line}" if line else None

@@ -149,7 +149,7 @@ def finish(state: State, event_id: str, turn: dict[str, Any], at: str) -> tuple[
         raise OperationError(f"turn for event '{event_id}' is not the agent's current turn")
     budget = _budget(state)
     new = deepcopy(state)
-    new["memory"] = remember_turn(new["memory"], turn["digest"], budget)
+    new["memory"] = remember_turn(new["memory"], turn["digest"], budget, turn.get("summary_lines"))
     for fact in turn.get("facts", []):
         new["memory"] = pin_fact(new["memory"], fact, budget)
     counters = new["counters"]

@@ -77,6 +77,11 @@ async def agent_config(request: dict[str, Any]) -> dict[str, Any] | None:
     return await activities.declared_config(request)
 
 
+@bp.activity_trigger(input_name="request", activity=turn.SUMMARIZE)
+async def agent_summarize(request: dict[str, Any]) -> str | None:
+    return await activities.summarize(request)
+
+
 @bp.activity_trigger(input_name="request", activity=schedules.SEND_EVENT)
 async def agent_send_event(request: dict[str, Any]) -> None:
     await activities.send_event(request)

@@ -5,15 +5,15 @@ archive (storage), and the entity keeps only what fits the agent's memory budget
 window oldest first into the summary; the summary drops its oldest lines when it outgrows its
 limit, counting what it dropped, so state size after 100,000 turns equals that after 10.
 
-The summary here is extractive (one line per turn, taken from the turn itself), which needs no
-model; a model-written summary can replace the lines when a model is configured.
+The summary is extractive (one line per turn, taken from the turn itself), which needs no model;
+when a model is configured, the turn asks it to write the line for the turn leaving the window.
 Memory is plain JSON-ready data because it lives inside Durable entity state.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, TypedDict
+from typing import Any, Mapping, TypedDict
 
 from kernel.config.models import MemoryBudget
 
@@ -53,14 +53,20 @@ def digest(turn_id: str, time: str, event_type: str, outcome: str, text: str) ->
     }
 
 
-def remember_turn(memory: Memory, turn: TurnDigest, budget: MemoryBudget) -> Memory:
-    """A new memory with ``turn`` in the window and the oldest turns folded into the summary."""
+def remember_turn(memory: Memory, turn: TurnDigest, budget: MemoryBudget,
+                  written: Mapping[str, str] | None = None) -> Memory:
+    """A new memory with ``turn`` in the window and the oldest turns folded into the summary.
+
+    ``written`` maps turn ids to summary lines a model wrote for them; turns without one get the
+    extractive line.
+    """
     window = [*memory["window"], turn]
     summary = list(memory["summary"])
     summarized = memory["summarized_turns"]
     while len(window) > budget.window_turns:
         oldest = window.pop(0)
-        summary.append(summary_line(oldest))
+        line = (written or {}).get(oldest["turn_id"])
+        summary.append(_clip(line, SUMMARY_LINE_CHARS) if line else summary_line(oldest))
         summarized += 1
     summary, dropped = _trim_summary(summary, budget.summary_max_chars)
     return {

@@ -41,9 +41,9 @@ MODEL_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2000, max_num
 STORE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=5)
 
 # activity names
-ASSESS, MODEL, TOOL, ARCHIVE, PUBLISH, GRANT, REPORT, CONFIG = (
+ASSESS, MODEL, TOOL, ARCHIVE, PUBLISH, GRANT, REPORT, CONFIG, SUMMARIZE = (
     "agent_assess", "agent_model", "agent_tool", "agent_archive", "agent_publish", "agent_grant", "agent_report",
-    "agent_config")
+    "agent_config", "agent_summarize")
 
 
 def turn_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
@@ -84,6 +84,7 @@ def turn_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any,
     except Exception as error:  # a step failed in a way the steps did not handle: record it, never wedge
         turn.fail(f"turn failed: {_reason(error)}")
 
+    yield from turn.summarize_leaving_turn()
     record = turn.record()
     try:
         yield context.call_activity_with_retry(ARCHIVE, STORE_RETRY, record)
@@ -131,6 +132,7 @@ class _Turn:
         self.facts: list[str] = []
         self.goal_updates: dict[str, dict[str, Any]] = {}
         self.sent_events: list[dict[str, Any]] = []
+        self.summary_lines: dict[str, str] = {}
 
     def run(self) -> Generator[Any, Any, None]:
         if not self.config:
@@ -222,6 +224,24 @@ class _Turn:
                     and matched & purpose.terms(goal["description"]):
                 self.goal_updates[goal["id"]] = {"action": "touch", "turn_id": self.turn_id}
 
+    def summarize_leaving_turn(self) -> Generator[Any, Any, None]:
+        """With a model configured, it writes the summary line of the turn this one pushes out of
+        the window (the extractive line stays the fallback, so a failure here costs nothing)."""
+        memory = self.state.get("memory") or {}
+        window = memory.get("window") or []
+        budget = (self.config.get("memory") or {}).get("window_turns", 12)
+        if not self.provider or self.provider == "offline" or len(window) < budget:
+            return
+        leaving = window[0]
+        try:
+            line = yield self.context.call_activity(SUMMARIZE, {
+                "agent_id": self.agent_id, "model": self.config.get("model") or {}, "turn": leaving,
+                "summary": (memory.get("summary") or [])[-5:]})
+        except Exception:
+            return
+        if line:
+            self.summary_lines[leaving["turn_id"]] = line
+
     def fail(self, reason: str) -> None:
         self.outcome = "failed"
         self.error = reason
@@ -266,7 +286,7 @@ class _Turn:
         return {
             "digest": digest(self.turn_id, self.finished, self.event["type"], self.outcome, text),
             "facts": self.facts, "tool_calls": self.tool_calls, "tokens_in": self.tokens_in,
-            "tokens_out": self.tokens_out, "goal_updates": self.goal_updates,
+            "tokens_out": self.tokens_out, "goal_updates": self.goal_updates, "summary_lines": self.summary_lines,
         }
 
 

@@ -27,7 +27,7 @@ ROLE_FUNCTIONS = {
         **{name: ("orchestrationTrigger", None) for name in ("agent_turn", "agent_command", "agent_schedule")},
         **{name: ("activityTrigger", None) for name in (
             "agent_assess", "agent_model", "agent_tool", "agent_archive", "agent_publish", "agent_report",
-            "agent_config", "agent_send_event", "agent_grant")},
+            "agent_config", "agent_send_event", "agent_grant", "agent_summarize")},
         "agent_wake": ("serviceBusTrigger", None),
         "agent_config_sync": ("timerTrigger", None),
         "list_agents": ("httpTrigger", "agents"),
