@@ -227,6 +227,9 @@ module functionApps 'modules/functionapp.bicep' = [for (role, i) in appRoles: {
       AOS_MESSAGING: 'azure'
       AOS_KEY_VAULT_URL: keyVault.outputs.uri
       AOS_INFERENCE_ENDPOINT: inferenceEndpointUrl
+      // Configs dropped into this container are mirrored by every instance into its state folder.
+      AOS_CONFIG_CONTAINER: agentConfigsContainerName
+      AOS_STATE_DIR: '/tmp/aos'
       AZURE_CLIENT_ID: identities[i].properties.clientId
       AzureWebJobsStorage__accountName: storage.outputs.name
       AzureWebJobsStorage__credential: 'managedidentity'

@@ -79,6 +79,12 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting("AOS_INFERENCE_TIMEOUT_SECONDS", "60", "Per-request timeout of a model call."),
         Setting(
+            "AOS_CONFIG_CONTAINER",
+            "",
+            "Blob container whose agent configs every instance mirrors (every 30 s) into "
+            "AOS_STATE_DIR/config-drop/agent_configs and loads beside AOS_CONFIG_PATHS; empty turns it off.",
+        ),
+        Setting(
             "AOS_URL",
             "http://127.0.0.1:7071",
             "Base URL of a running platform, for the aos commands that talk to one (aos agents, aos send-event).",
@@ -99,10 +105,23 @@ def get(name: str, environ: Mapping[str, str] | None = None) -> str:
 def config_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
     """Config locations from AOS_CONFIG_PATHS; relative ones are taken from the app root."""
     raw = get("AOS_CONFIG_PATHS", environ)
-    return [
+    paths = [
         path if path.is_absolute() else APP_ROOT / path
         for path in (Path(part.strip()) for part in raw.split(",") if part.strip())
     ]
+    if get("AOS_CONFIG_CONTAINER", environ):
+        paths.append(config_drop_dir(environ))
+    return paths
+
+
+def state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    raw = Path(get("AOS_STATE_DIR", environ) or ".aos")
+    return raw if raw.is_absolute() else APP_ROOT / raw
+
+
+def config_drop_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where configs dropped into the AOS_CONFIG_CONTAINER blob container are mirrored."""
+    return state_dir(environ) / "config-drop" / "agent_configs"
 
 
 def environment() -> Mapping[str, str]:

@@ -134,7 +134,7 @@ def _message(data: dict[str, Any]) -> ChatMessage:
 
 async def declared_config(request: dict[str, Any]) -> dict[str, Any] | None:
     """The agent's config and version as declared now (``None`` when it is not declared)."""
-    configs = services().configs.current()
+    configs = await services().current_configs()
     agent = configs.agents.get(request["agent_id"])
     if agent is None:
         return None

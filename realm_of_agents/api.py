@@ -68,7 +68,7 @@ def agent_view(agent_id: str, state: dict[str, Any] | None, *, full: bool) -> di
 
 async def list_agents(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     realm = services()
-    configs = realm.configs.current()
+    configs = await realm.current_configs()
     registry = await registration.registered(realm.adapters.tables)
     ids = sorted(set(configs.agents) | set(registry))
     limit = asyncio.Semaphore(LIST_READ_CONCURRENCY)
@@ -98,7 +98,7 @@ async def get_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient
 async def send_event(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     agent_id = req.route_params["agent_id"]
     realm = services()
-    if realm.agent(agent_id) is None:
+    if (await realm.current_configs()).agents.get(agent_id) is None:
         return _unknown(agent_id)
     body = _json_body(req)
     if isinstance(body, func.HttpResponse):
@@ -204,7 +204,7 @@ async def get_turn(req: func.HttpRequest, client: df.DurableOrchestrationClient)
 
 async def sync_agents(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     realm = services()
-    report = await registration.sync(client, realm.configs.current(), realm.adapters.tables)
+    report = await registration.sync(client, await realm.current_configs(refresh=True), realm.adapters.tables)
     return respond(report.to_dict())
 
 

@@ -110,7 +110,7 @@ async def agent_config_sync(timer: func.TimerRequest, client: df.DurableOrchestr
     """Register agents from config at start and every five minutes (a safety net for the
     file watcher locally and the blob trigger in Azure)."""
     realm = services()
-    await registration.sync(client, realm.configs.current(), realm.adapters.tables)
+    await registration.sync(client, await realm.current_configs(refresh=True), realm.adapters.tables)
 
 
 # -- HTTP API -------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from typing import Any
 
 from kernel import runtime, settings
 from kernel.adapters.factory import Adapters
+from kernel.config.drop import Mirror
+from kernel.config.loader import ConfigSet
 from kernel.config.models import AgentConfig, ToolGrant
 from kernel.config.store import ConfigStore, default_store
 from kernel.inference.port import InferenceProvider
@@ -35,6 +37,15 @@ class RealmServices:
         self._inference: InferenceProvider | None = None
         self._tools: ToolGateway | None = None
         self._tools_lock = asyncio.Lock()
+        container = settings.get("AOS_CONFIG_CONTAINER", self.environ)
+        self._mirror = Mirror(self.adapters.blobs, container, settings.config_drop_dir(self.environ)) if container else None
+
+    async def current_configs(self, *, refresh: bool = False) -> ConfigSet:
+        """The configs now; with AOS_CONFIG_CONTAINER set, dropped configs are mirrored first
+        (at most every 30 s unless ``refresh``)."""
+        if self._mirror is not None:
+            await self._mirror.refresh(force=refresh)
+        return self.configs.current()
 
     def agent(self, agent_id: str) -> AgentConfig | None:
         return self.configs.current().agents.get(agent_id)

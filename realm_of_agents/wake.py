@@ -4,9 +4,9 @@ For every message of a batch (in broker order):
 
 1. parse the envelope; a malformed one goes to the dead-letter store with the reason;
 2. route it (``routing.route``); an event for an unknown agent goes to the dead-letter store;
-3. for each recipient, enqueue the event in the agent entity (so the inbox keeps broker order),
-   then start the turn orchestration whose instance id derives from the event id, unless it
-   exists already (a redelivered message starts nothing new).
+3. for each recipient whose turn for the event (instance id derived from the event id) does not
+   exist yet, enqueue the event in the agent entity (so the inbox keeps broker order), then start
+   that turn; a redelivered message queues and starts nothing new.
 
 A transient failure (the Durable client unreachable) raises, so the batch is redelivered; every
 step above is idempotent, so the redelivery repeats nothing that had happened.
@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from kernel.messages import Envelope
 from realm_of_agents.entity import ENTITY_NAME
 from realm_of_agents.ids import turn_instance_id
-from realm_of_agents.instances import start_once
+from realm_of_agents.instances import runtime_status, start_once
 from realm_of_agents.routing import route
 from realm_of_agents.services import RealmServices
 from realm_of_agents.turn import ORCHESTRATOR
@@ -53,7 +53,7 @@ class WakeReport:
 
 async def wake(deliveries: list[Delivery], client: df.DurableOrchestrationClient, realm: RealmServices) -> WakeReport:
     report = WakeReport()
-    agents = realm.configs.current().agents
+    agents = (await realm.current_configs()).agents
     for delivery in deliveries:
         try:
             envelope = Envelope.from_json(delivery.body)
@@ -76,9 +76,15 @@ async def wake(deliveries: list[Delivery], client: df.DurableOrchestrationClient
             continue
         event = envelope.model_dump(mode="json", exclude_none=True)
         for agent_id in routing.agents:
+            instance_id = turn_instance_id(agent_id, envelope.id)
+            if runtime_status(await client.get_status(instance_id)) is not None:
+                # A redelivery: the first delivery queued the event and started its turn. Queue
+                # nothing again: the entity remembers only recent event ids, and an old event queued
+                # a second time would be handed to a turn that has finished, wedging the agent.
+                report.existing.append(instance_id)
+                continue
             await client.signal_entity(df.EntityId(ENTITY_NAME, agent_id), "enqueue",
                                        {"event_id": envelope.id, "seq": delivery.sequence_number})
-            instance_id = turn_instance_id(agent_id, envelope.id)
             started = await start_once(client, ORCHESTRATOR, instance_id,
                                        {"agent_id": agent_id, "event": event, "seq": delivery.sequence_number})
             (report.started if started else report.existing).append(instance_id)

@@ -1,0 +1,53 @@
+"""Configs dropped into the AOS_CONFIG_CONTAINER blob container register agents on every instance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from kernel.adapters.embedded_blob import EmbeddedBlobStore
+from kernel.config.drop import mirror
+from kernel.platform import Platform
+
+REPO = Path(__file__).resolve().parents[2]
+SCOUT = {"id": "scout", "display_name": "Market Scout", "purpose": "Watch competitors and report market moves.",
+         "subscriptions": [{"event_types": ["market.*"]}]}
+
+
+async def test_mirror_copies_config_blobs_and_removes_deleted_ones(tmp_path: Path) -> None:
+    blobs = EmbeddedBlobStore(tmp_path / "blobs")
+    await blobs.put("agent-configs", "scout.json", json.dumps(SCOUT).encode())
+    await blobs.put("agent-configs", "notes.txt", b"not a config")
+    target = tmp_path / "drop" / "agent_configs"
+    assert await mirror(blobs, "agent-configs", target) == ["scout.json"]
+    assert sorted(p.name for p in target.iterdir()) == ["scout.json"]
+    assert await mirror(blobs, "agent-configs", target) == [], "unchanged blobs are not rewritten"
+    await blobs.delete("agent-configs", "scout.json")
+    assert await mirror(blobs, "agent-configs", target) == ["scout.json"]
+    assert list(target.iterdir()) == []
+
+
+async def test_a_dropped_config_becomes_a_living_agent_and_a_deleted_one_retires(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    paths = f"{REPO / 'agent_configs'},{REPO / 'mcp_configs'}"
+    async with Platform(state_dir=state, port=0, config_paths=paths,
+                        extra_settings={"AOS_CONFIG_CONTAINER": "agent-configs"}) as platform:
+        blobs = EmbeddedBlobStore(state / "blobs")  # the same files the platform's blob port uses
+        await blobs.put("agent-configs", "scout.yaml", yaml.safe_dump(SCOUT).encode())
+        report = await platform.sync()
+        assert report["configured"] == ["scout"]
+        status, sent = await platform.api("POST", "agents/scout/events", {"type": "market.move", "data": {"who": "Contoso"}})
+        assert status == 202, sent
+        for _ in range(100):
+            await platform.wait_idle(20)
+            status, turn = await platform.api("GET", sent["turn_url"].removeprefix("/api/"))
+            if "outcome" in turn:
+                break
+        assert turn["outcome"] == "replied" and turn["config_version"]
+
+        await blobs.delete("agent-configs", "scout.yaml")
+        assert (await platform.sync())["retired"] == ["scout"]
+        status, scout = await platform.api("GET", "agents/scout")
+        assert scout["status"] == "retired" and scout["counters"]["turns"] == 1, "retired, state kept"
