@@ -18,7 +18,6 @@ from typing import Any, Mapping
 
 from kernel import settings
 from kernel.adapters import embedded_sender
-from kernel.config.loader import load_configs
 from kernel.config.store import default_store
 from kernel.topology import build_topology
 
@@ -145,7 +144,7 @@ class Platform:
     def redeclare_topology(self) -> None:
         from kernel.engine.topology import declare
 
-        topology, problems = build_topology(load_configs(settings.config_paths()))
+        topology, problems = build_topology(self._store.current())
         for problem in problems:
             log.warning("topology: %s", problem.message)
         with self.host.store.transaction():

@@ -58,8 +58,13 @@ async def sync(client: df.DurableOrchestrationClient, configs: ConfigSet, tables
     now = now or datetime.now(timezone.utc)
     report = SyncReport()
     registry = await registered(tables)
+    broken_files = {problem.file for problem in configs.errors}
     for agent in sorted(configs.agents.values(), key=lambda a: a.id):
         source = configs.source("agent", agent.id)
+        if source.file in broken_files:  # the config store kept the last good version of a broken file
+            log.warning("agent '%s': its config file %s has errors; it keeps its last good config", agent.id, source.file)
+            report.kept_broken.append(agent.id)
+            continue
         row = registry.get(agent.id)
         wanted = {s.name: schedules.schedule_instance(schedules.schedule_input(agent, s))
                   for s in agent.schedules} if agent.enabled else {}
@@ -75,7 +80,6 @@ async def sync(client: df.DurableOrchestrationClient, configs: ConfigSet, tables
         await tables.upsert(TABLE, {
             "PartitionKey": PARTITION, "RowKey": agent.id, "version": source.version, "status": "active",
             "source": source.file, "schedules": json.dumps(wanted, sort_keys=True), "updated": now})
-    broken_files = {problem.file for problem in configs.errors}
     for agent_id, row in sorted(registry.items()):
         if agent_id in configs.agents or row.get("status") == "retired":
             continue

@@ -24,7 +24,10 @@ class ConfigStore:
         """The loaded configs, reloaded if any file was added, removed or changed."""
         fingerprint = self._fingerprint_now()
         if self._current is None or fingerprint != self._fingerprint:
-            self._current = load_configs(self._paths)
+            loaded = load_configs(self._paths)
+            if self._current is not None:
+                _keep_last_good(loaded, self._current)
+            self._current = loaded
             self._fingerprint = fingerprint
         return self._current
 
@@ -41,6 +44,17 @@ class ConfigStore:
                 continue
             entries.append((str(path), stat.st_mtime_ns, stat.st_size))
         return tuple(entries)
+
+
+def _keep_last_good(loaded: ConfigSet, previous: ConfigSet) -> None:
+    """Documents whose file is broken now stay as they last loaded (their problems are still
+    reported): one bad edit must not take a running agent, or a server it uses, away."""
+    broken = {problem.file for problem in loaded.errors}
+    for (kind, doc_id), source in previous.sources.items():
+        documents = loaded.by_kind(kind)
+        if source.file in broken and doc_id not in documents:
+            documents[doc_id] = previous.by_kind(kind)[doc_id]
+            loaded.sources[(kind, doc_id)] = source
 
 
 @functools.lru_cache(maxsize=1)
