@@ -11,14 +11,16 @@ import logging
 from typing import Any
 
 from kernel.config.models import AgentConfig
-from kernel.inference.port import ChatMessage, ChatRequest, ToolCall, ToolSpec, tool_name
+from kernel.inference.port import ChatMessage, ChatRequest, InferenceError, ToolCall, ToolSpec, tool_name
 from kernel.messages import Envelope
 from kernel.ports import OutboundMessage, ToolDenied
 from kernel.topology import AGENT_EVENTS, AGENT_OUTPUTS
 from realm_of_agents import purpose
 from realm_of_agents.context_server import SERVER_ID as CONTEXT_SERVER
 from realm_of_agents.context_server import SnapshotBackend, call_context_tool, list_context_tools
+from realm_of_agents.instances import FINISHED, runtime_status
 from realm_of_agents.services import services
+from realm_of_agents.turn import GRANT_EVENT
 
 log = logging.getLogger("aos.realm.turn")
 _context_tools: list[dict[str, Any]] = []
@@ -29,11 +31,20 @@ async def assess(request: dict[str, Any]) -> dict[str, Any]:
     agent = AgentConfig.model_validate(request["config"])
     event = request["event"]
     provider = await services().inference()
+    fallback = ""
     if provider.name != "offline":
-        judged = await _model_alignment(provider, agent, event)
+        try:
+            judged = await _model_alignment(provider, agent, event)
+        except InferenceError as error:  # the turn's own model call will meet the same endpoint
+            log.warning("agent %s: purpose check by model failed (%s); using lexical", agent.id, error)
+            judged, fallback = None, f" (the model could not judge: {error})"
+        else:
+            fallback = " (the model's answer was not the JSON asked for)"
         if judged is not None:
             return judged
-    return purpose.assess(agent, event["type"], event.get("data")).to_dict()
+    lexical = purpose.assess(agent, event["type"], event.get("data")).to_dict()
+    lexical["reason"] += fallback
+    return lexical
 
 
 async def _model_alignment(provider: Any, agent: AgentConfig, event: dict[str, Any]) -> dict[str, Any] | None:
@@ -164,3 +175,16 @@ async def summarize(request: dict[str, Any]) -> str | None:
                                                      max_tokens=80))
     line = " ".join(completion.content.split())
     return f"{turn['time'][:16]} {turn['event_type']} ({turn['outcome']}): {line}" if line else None
+
+
+async def grant(request: dict[str, Any], client: Any) -> bool:
+    """Raise the grant to a turn; False when the turn has finished (it can never take it). A turn
+    that does not exist yet raises, so the orchestration retries: its wake may be mid-way."""
+    instance = request["instance_id"]
+    status = runtime_status(await client.get_status(instance))
+    if status is None:
+        raise LookupError(f"turn {instance} does not exist (yet)")
+    if status in FINISHED:
+        return False
+    await client.raise_event(instance, GRANT_EVENT, {"granted": True})
+    return True

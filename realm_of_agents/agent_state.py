@@ -15,7 +15,7 @@ redelivered message never produces a second turn.
 from __future__ import annotations
 
 import hashlib
-from copy import deepcopy
+import json
 from typing import Any
 
 from kernel.config.models import AgentConfig, MemoryBudget
@@ -31,6 +31,12 @@ STATUSES = ("sleeping", "working", "paused", "retired")
 
 State = dict[str, Any]
 Result = dict[str, Any]
+
+
+def deepcopy(state: State) -> State:
+    """A deep copy of plain JSON data; a JSON round trip is several times faster than
+    ``copy.deepcopy`` on entity-sized state, and the state is JSON by construction."""
+    return json.loads(json.dumps(state))
 
 
 class OperationError(ValueError):
@@ -175,6 +181,16 @@ def _hand_over(state: State) -> tuple[State, Result]:
         return state, {"next": state["current"]}
     state["status"] = "sleeping"
     return state, {"next": None}
+
+
+def skip(state: State, event_id: str) -> tuple[State, Result]:
+    """Give up the current event whose turn cannot be reached (its orchestration finished or never
+    started) and hand over the next one, so a lost turn never wedges the agent."""
+    if state["current"] != event_id:
+        return state, {"next": None}
+    new = deepcopy(state)
+    new["processed"] = (new["processed"] + [_digest(event_id)])[-PROCESSED_IDS_KEPT:]
+    return _hand_over(new)
 
 
 def release_after_pause(state: State) -> tuple[State, Result]:

@@ -89,9 +89,9 @@ async def agent_send_event(request: dict[str, Any]) -> None:
 
 @bp.activity_trigger(input_name="request", activity=turn.GRANT)
 @bp.durable_client_input(client_name="client")
-async def agent_grant(request: dict[str, Any], client: df.DurableOrchestrationClient) -> None:
+async def agent_grant(request: dict[str, Any], client: df.DurableOrchestrationClient) -> bool:
     """Tell a queued turn it may go (the entity already made it the agent's current event)."""
-    await client.raise_event(request["instance_id"], turn.GRANT_EVENT, {"granted": True})
+    return await activities.grant(request, client)
 
 
 # -- wake and config sync -------------------------------------------------------------------------

@@ -12,9 +12,8 @@ from typing import Any, Generator
 
 import azure.durable_functions as df
 
-from realm_of_agents import ids
 from realm_of_agents.entity import ENTITY_NAME
-from realm_of_agents.turn import GRANT, STORE_RETRY
+from realm_of_agents.turn import hand_over
 
 ORCHESTRATOR = "agent_command"
 OPERATIONS = ("configure", "pause", "resume", "retire", "remember", "update_goal")
@@ -30,7 +29,5 @@ def command_orchestrator(context: df.DurableOrchestrationContext) -> Generator[A
     payload.setdefault("at", context.current_utc_datetime.isoformat())
     result = yield context.call_entity(entity, operation, payload)
     released = yield context.call_entity(entity, "release", {"after": operation})
-    if released.get("next"):
-        yield context.call_activity_with_retry(GRANT, STORE_RETRY, {
-            "instance_id": ids.turn_instance_id(agent_id, released["next"])})
+    yield from hand_over(context, agent_id, released.get("next"))
     return {"agent_id": agent_id, "operation": operation, "result": result}

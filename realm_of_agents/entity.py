@@ -27,6 +27,7 @@ OPERATIONS: dict[str, Operation] = {
     "begin": lambda s, i: agent_state.begin(s, i["event_id"], i.get("seq")),
     "finish": lambda s, i: agent_state.finish(s, i["event_id"], i["turn"], i["at"]),
     "release": lambda s, i: agent_state.release_after_pause(s),
+    "skip": lambda s, i: agent_state.skip(s, i["event_id"]),
     "remember": lambda s, i: agent_state.remember(s, i["fact"], i["at"]),
     "update_goal": lambda s, i: agent_state.update_goal(s, i["goal_id"], i["change"], i["at"]),
     "get": lambda s, i: (s, s),

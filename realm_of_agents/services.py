@@ -45,7 +45,7 @@ class RealmServices:
         (at most every 30 s unless ``refresh``)."""
         if self._mirror is not None:
             await self._mirror.refresh(force=refresh)
-        return self.configs.current()
+        return self.configs.current(refresh=refresh)
 
     def agent(self, agent_id: str) -> AgentConfig | None:
         return self.configs.current().agents.get(agent_id)

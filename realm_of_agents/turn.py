@@ -39,6 +39,8 @@ REPLY_TYPE = "agent.reply"
 DECLINE_TYPE = "agent.declined"
 MODEL_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2000, max_number_of_attempts=2)
 STORE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=5)
+#: A granted turn that does not exist yet may be a moment from being started by the wake function.
+GRANT_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=6)
 
 # activity names
 ASSESS, MODEL, TOOL, ARCHIVE, PUBLISH, GRANT, REPORT, CONFIG, SUMMARIZE = (
@@ -98,12 +100,31 @@ def turn_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any,
             record["error"] = (record.get("error") or "") + f" publish failed: {_reason(error)}"
     finished = yield context.call_entity(entity, "finish", {
         "event_id": event["id"], "turn": turn.entity_summary(), "at": turn.finished})
-    if finished.get("next"):
-        yield context.call_activity_with_retry(GRANT, STORE_RETRY, {
-            "instance_id": ids.turn_instance_id(agent_id, finished["next"])})
+    yield from hand_over(context, agent_id, finished.get("next"))
     context.set_custom_status({"phase": "done", "outcome": record["outcome"]})
     return {key: record[key] for key in ("turn_id", "agent_id", "outcome", "reply", "error")} | {
         "event_type": event["type"], "tool_calls": turn.tool_calls, "provider": turn.provider}
+
+
+def hand_over(context: df.DurableOrchestrationContext, agent_id: str,
+              next_event: str | None) -> Generator[Any, Any, None]:
+    """Tell the turn of ``next_event`` (now the agent's current event) to go. A turn that cannot be
+    reached — finished, or still not started after the grant's retries — is recorded in the
+    dead-letter store and skipped, and the event after it is granted instead."""
+    entity = df.EntityId(ENTITY_NAME, agent_id)
+    while next_event:
+        instance = ids.turn_instance_id(agent_id, next_event)
+        try:
+            delivered = yield context.call_activity_with_retry(GRANT, GRANT_RETRY, {"instance_id": instance})
+        except Exception:
+            delivered = False
+        if delivered:
+            return
+        yield context.call_activity_with_retry(REPORT, STORE_RETRY, {
+            "kind": "lost-turn", "reason": f"turn {instance} for event '{next_event}' could not be reached; skipped",
+            "event": {"id": next_event, "to": agent_id}})
+        skipped = yield context.call_entity(entity, "skip", {"event_id": next_event})
+        next_event = skipped.get("next")
 
 
 class _Turn:
