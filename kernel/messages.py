@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from typing_extensions import Annotated
 
 TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
@@ -60,3 +60,24 @@ class Envelope(BaseModel):
     @classmethod
     def from_json(cls, raw: str | bytes) -> "Envelope":
         return cls.model_validate_json(raw)
+
+
+def describe_invalid(error: Exception) -> str:
+    """One line naming what is wrong with an envelope and where (for dead-letter reasons and API errors)."""
+    if isinstance(error, ValidationError):
+        problems = []
+        for item in error.errors()[:5]:
+            where = ".".join(str(part) for part in item["loc"]) or "(body)"
+            if item["type"] == "json_invalid":
+                problems.append(f"not valid JSON ({item.get('ctx', {}).get('error', item['msg'])})")
+            elif item["type"] == "missing":
+                problems.append(f"missing required field '{where}'")
+            elif item["type"] == "extra_forbidden":
+                problems.append(f"unknown field '{where}'")
+            else:
+                problems.append(f"'{where}': {item['msg']}")
+        more = f" (and {error.error_count() - 5} more)" if error.error_count() > 5 else ""
+        return "; ".join(problems) + more
+    return str(error)
+
+

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from kernel.deadletters import DeadLetterStore
-from kernel.messages import Envelope
+from kernel.messages import Envelope, describe_invalid
 from kernel.ports import MessageSender, OutboundMessage
 from kernel.topology import AGENT_EVENTS, AGENT_OUTPUTS, KERNEL_SUBSCRIPTION
 
@@ -39,7 +39,7 @@ async def route_outputs(bodies: list[tuple[bytes, str | None]], sender: MessageS
         try:
             envelope = Envelope.from_json(body)
         except (ValidationError, ValueError) as error:
-            reason = f"malformed envelope on {AGENT_OUTPUTS}: {str(error).splitlines()[0]}"
+            reason = f"malformed envelope on {AGENT_OUTPUTS}: {describe_invalid(error)}"
             report.dead_lettered.append(await deadletters.record(
                 kind="malformed", reason=reason, body=body, source=SOURCE, message_id=message_id))
             continue

@@ -102,6 +102,11 @@ class Platform:
         return self.host.base_url
 
     @property
+    def configs(self) -> Any:
+        """The configs the platform runs (``kernel.config.loader.ConfigSet``)."""
+        return self._store.current()
+
+    @property
     def key(self) -> str:
         return self.host.master_key
 
@@ -144,7 +149,7 @@ class Platform:
     def redeclare_topology(self) -> None:
         from kernel.engine.topology import declare
 
-        topology, problems = build_topology(self._store.current())
+        topology, problems = build_topology(self._store.current(refresh=True))
         for problem in problems:
             log.warning("topology: %s", problem.message)
         with self.host.store.transaction():

@@ -82,7 +82,7 @@ def _echo(text: str) -> None:
 
 
 def _banner(platform: Any) -> None:
-    configs = platform._store.current()
+    configs = platform.configs
     report = platform.last_sync
     _echo(f"AOS is running at {platform.base_url}  (state: {platform.state_dir})")
     _echo(f"  agents: {', '.join(sorted(configs.agents))}  (configured {len(report['configured'])}, "

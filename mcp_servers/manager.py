@@ -35,7 +35,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from kernel.config.models import McpServerConfig
-from kernel.config.references import Reference, UnresolvedReference, environment_lookup, find_references
+from kernel.config.references import Reference, environment_lookup, find_references
 from mcp_servers.stdio_transport import isolated_stdio_client
 
 logger = logging.getLogger(__name__)

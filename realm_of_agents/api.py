@@ -15,7 +15,7 @@ import azure.durable_functions as df
 import azure.functions as func
 from pydantic import ValidationError
 
-from kernel.messages import Envelope
+from kernel.messages import Envelope, describe_invalid
 from kernel.ports import NotFound, OutboundMessage
 from kernel.topology import AGENT_EVENTS
 from realm_of_agents import commands, registration
@@ -24,7 +24,6 @@ from realm_of_agents.entity import ENTITY_NAME
 from realm_of_agents.ids import command_instance_id, turn_instance_id
 from realm_of_agents.memory import size_of
 from realm_of_agents.services import services
-from realm_of_agents.wake import describe_invalid
 
 COMMAND_WAIT_SECONDS = 15.0
 LIST_READ_CONCURRENCY = 32

@@ -14,7 +14,7 @@ platform's HTTP API (:class:`HttpBackend`):
 ``send_event``              ``POST {url}/api/agents/{to}/events`` ``{"type", "data", "source"}``
 ==========================  ============================================================
 
-The key (``--key`` or ``$AOS_MASTER_KEY``) goes in the ``x-functions-key`` header and nowhere
+The key (``--key``, ``$AOS_MASTER_KEY``, or a local ``aos run``'s run file) goes in the ``x-functions-key`` header and nowhere
 else: HTTP failures become tool errors naming the method, path and status, never the key.
 Stdout carries the MCP protocol only; diagnostics go to stderr.
 """
@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -32,6 +33,7 @@ import aiohttp
 import click
 
 from kernel import settings
+from kernel.client import key_from_run_file
 from realm_of_agents.context_server import ContextError, build_context_server, check_agent_id
 
 __all__ = ["HttpBackend", "context_mcp"]
@@ -167,8 +169,10 @@ async def serve_stdio(agent_id: str, url: str, key: str | None) -> None:
 @click.option("--url", default=None,
               help="Base URL of the running platform (default: the AOS_URL setting, http://127.0.0.1:7071).")
 @click.option("--key", envvar="AOS_MASTER_KEY", default=None,
-              help="Key sent as x-functions-key (default: $AOS_MASTER_KEY).")
-def context_mcp(agent: str, url: str | None, key: str | None) -> None:
+              help="Key sent as x-functions-key (default: $AOS_MASTER_KEY, else the local `aos run` run file).")
+@click.option("--state", "state_dir", default=".aos", show_default=True,
+              help="State folder of a local `aos run` (where its run file with the key is).")
+def context_mcp(agent: str, url: str | None, key: str | None, state_dir: str) -> None:
     """Serve AGENT's context MCP server (memory, archive, goals) over stdio.
 
     Point an MCP client at this command to let it search the agent's memory, read archived turns,
@@ -181,7 +185,7 @@ def context_mcp(agent: str, url: str | None, key: str | None) -> None:
         _origin(backend_url)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    asyncio.run(serve_stdio(agent, backend_url, key))
+    asyncio.run(serve_stdio(agent, backend_url, key or key_from_run_file(backend_url, Path(state_dir))))
 
 
 if __name__ == "__main__":

@@ -23,11 +23,13 @@ def runtime_status(status: Any) -> str | None:
 
 
 async def start_once(client: df.DurableOrchestrationClient, orchestrator: str, instance_id: str, payload: Any, *,
-                     restart_when: tuple[str, ...] = ()) -> bool:
-    """Start unless the instance exists (or exists in a status not in ``restart_when``); True if started."""
-    current = runtime_status(await client.get_status(instance_id))
-    if current is not None and current not in restart_when:
-        return False
+                     restart_when: tuple[str, ...] = (), known_absent: bool = False) -> bool:
+    """Start unless the instance exists (or exists in a status not in ``restart_when``); True if started.
+    ``known_absent``: the caller has just seen that it does not exist, so the status is not read again."""
+    if not known_absent:
+        current = runtime_status(await client.get_status(instance_id))
+        if current is not None and current not in restart_when:
+            return False
     try:
         await client.start_new(orchestrator, instance_id, payload)
     except Exception as error:  # the SDK raises a bare Exception carrying the extension's message

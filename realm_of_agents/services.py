@@ -30,7 +30,8 @@ from kernel.deadletters import DeadLetterStore
 class RealmServices:
     def __init__(self, environ: Any = None, configs: ConfigStore | None = None) -> None:
         self.environ = settings.environment() if environ is None else environ
-        self.adapters = Adapters(self.environ) if environ is not None else runtime.adapters()
+        self._owns_adapters = environ is not None  # else they are the loop's shared ones
+        self.adapters = Adapters(self.environ) if self._owns_adapters else runtime.adapters()
         self.configs = configs or default_store()
         self.archive = TurnArchive(self.adapters.blobs, self.adapters.tables)
         self.deadletters = DeadLetterStore(self.adapters.blobs, self.adapters.tables)
@@ -80,8 +81,10 @@ class RealmServices:
             await self._tools.close()
         if self._inference is not None and hasattr(self._inference, "close"):
             await self._inference.close()  # type: ignore[attr-defined]
-        await self.adapters.close()
-        await runtime.close()
+        if self._owns_adapters:
+            await self.adapters.close()
+        else:
+            await runtime.close()
 
 
 _by_loop: dict[asyncio.AbstractEventLoop, RealmServices] = {}

@@ -14,15 +14,13 @@ step above is idempotent, so the redelivery repeats nothing that had happened.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 import azure.durable_functions as df
 from pydantic import ValidationError
 
-from kernel.messages import Envelope
+from kernel.messages import Envelope, describe_invalid
 from realm_of_agents.entity import ENTITY_NAME
 from realm_of_agents.ids import turn_instance_id
 from realm_of_agents.instances import runtime_status, start_once
@@ -80,33 +78,13 @@ async def wake(deliveries: list[Delivery], client: df.DurableOrchestrationClient
             if runtime_status(await client.get_status(instance_id)) is not None:
                 # A redelivery: the first delivery queued the event and started its turn. Queue
                 # nothing again: the entity remembers only recent event ids, and an old event queued
-                # a second time would be handed to a turn that has finished, wedging the agent.
+                # a second time would be handed to a turn that has finished.
                 report.existing.append(instance_id)
                 continue
             await client.signal_entity(df.EntityId(ENTITY_NAME, agent_id), "enqueue",
                                        {"event_id": envelope.id, "seq": delivery.sequence_number})
             started = await start_once(client, ORCHESTRATOR, instance_id,
-                                       {"agent_id": agent_id, "event": event, "seq": delivery.sequence_number})
+                                       {"agent_id": agent_id, "event": event, "seq": delivery.sequence_number},
+                                       known_absent=True)
             (report.started if started else report.existing).append(instance_id)
     return report
-
-
-def describe_invalid(error: Exception) -> str:
-    """One line naming what is wrong with the envelope and where."""
-    if isinstance(error, ValidationError):
-        problems = []
-        for item in error.errors()[:5]:
-            where = ".".join(str(part) for part in item["loc"]) or "(body)"
-            if item["type"] == "json_invalid":
-                problems.append(f"not valid JSON ({item.get('ctx', {}).get('error', item['msg'])})")
-            elif item["type"] == "missing":
-                problems.append(f"missing required field '{where}'")
-            elif item["type"] == "extra_forbidden":
-                problems.append(f"unknown field '{where}'")
-            else:
-                problems.append(f"'{where}': {item['msg']}")
-        more = f" (and {error.error_count() - 5} more)" if error.error_count() > 5 else ""
-        return "; ".join(problems) + more
-    return str(error)
-
-

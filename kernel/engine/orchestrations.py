@@ -132,7 +132,7 @@ class Episode:
     # ---------------------------------------------------------------------------------------
     def run(self, messages: list[dict[str, Any]]) -> Effects:
         """Apply ``messages`` (already filtered for this execution) and, if needed, run the code."""
-        inst, state = self.inst, self.inst.state
+        inst = self.inst
         controls = [m for m in messages if "control" in m]
         events = [m["event"] for m in messages if "event" in m]
         for control in controls:
