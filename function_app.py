@@ -7,9 +7,10 @@ serves all three, which is how it runs locally on the embedded engine or under `
 import azure.durable_functions as df
 import azure.functions as func
 
-from kernel.roles import blueprint, selected_roles
+from kernel.roles import blueprints, selected_roles
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 for role in selected_roles():
-    app.register_functions(blueprint(role))
+    for bp in blueprints(role):
+        app.register_functions(bp)

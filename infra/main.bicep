@@ -223,6 +223,8 @@ module functionApps 'modules/functionapp.bicep' = [for (role, i) in appRoles: {
     appSettings: union({
       AOS_APP_ROLES: role
       AOS_TASK_HUB: taskHubName
+      // The kernel raises MCP tool answers in the realm's turns (one hub today; see docs/deployment.md).
+      AOS_REALM_TASK_HUB: taskHubName
       AOS_STORAGE: 'azure'
       AOS_MESSAGING: 'azure'
       AOS_KEY_VAULT_URL: keyVault.outputs.uri

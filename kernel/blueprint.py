@@ -7,11 +7,12 @@ import json
 import azure.durable_functions as df
 import azure.functions as func
 
-from kernel import outputs, roles, runtime, settings
+from kernel import outputs, roles, runtime, settings, tool_responses
 from kernel.inference.factory import describe_provider
 from kernel.config.store import default_store
 from kernel.deadletters import DeadLetterStore
-from kernel.topology import AGENT_OUTPUTS, KERNEL_SUBSCRIPTION
+from kernel.governance import api as audit_api
+from kernel.topology import AGENT_OUTPUTS, KERNEL_SUBSCRIPTION, MCP_RESPONSES
 
 bp = df.Blueprint()
 
@@ -54,3 +55,25 @@ async def route_agent_outputs(messages: list[func.ServiceBusMessage]) -> None:
     ports = runtime.adapters()
     await outputs.route_outputs([(m.get_body(), m.message_id) for m in messages], ports.sender,
                                 DeadLetterStore(ports.blobs, ports.tables))
+
+
+@bp.service_bus_topic_trigger(arg_name="messages", topic_name=MCP_RESPONSES, subscription_name=KERNEL_SUBSCRIPTION,
+                              connection="ServiceBusConnection", cardinality=func.Cardinality.MANY)
+@bp.durable_client_input(client_name="client", task_hub="%AOS_REALM_TASK_HUB%")
+async def deliver_tool_responses(messages: list[func.ServiceBusMessage], client: df.DurableOrchestrationClient) -> None:
+    """Raise each MCP gateway answer in the turn waiting for it (in the realm app's task hub)."""
+    ports = runtime.adapters()
+    await tool_responses.deliver_responses([(m.get_body(), m.message_id) for m in messages], client,
+                                           DeadLetterStore(ports.blobs, ports.tables))
+
+
+@bp.route(route="audit", methods=["GET"])
+async def audit_records(req: func.HttpRequest) -> func.HttpResponse:
+    """An audit chain's records (``?chain=AGENT&after=SEQ``), or the chains."""
+    return await audit_api.records(req)
+
+
+@bp.route(route="audit/verify", methods=["GET"])
+async def audit_verify(req: func.HttpRequest) -> func.HttpResponse:
+    """Recompute the hash chains; 409 with the first broken record of each broken chain."""
+    return await audit_api.verify(req)

@@ -82,8 +82,10 @@ class Platform:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
             self._watcher = None
+        from mcp_servers.services import close_services as close_mcp_services
         from realm_of_agents.services import close_services
 
+        await close_mcp_services()  # first: it shares the loop's adapters, which the realm's close closes
         await close_services()
         if self.host is not None:
             await self.host.close()

@@ -9,12 +9,12 @@ import azure.functions as func
 
 from kernel import settings
 
-#: Role name -> module whose ``bp`` is that role's blueprint. Imported only when selected, so an
-#: app pays the import cost of its own role only.
-ROLE_BLUEPRINTS = {
-    "kernel": "kernel.blueprint",
-    "realm": "realm_of_agents.blueprint",
-    "mcp": "mcp_servers.blueprint",
+#: Role name -> modules whose ``bp`` are that role's blueprints. Imported only when selected, so
+#: an app pays the import cost of its own role only.
+ROLE_BLUEPRINTS: dict[str, tuple[str, ...]] = {
+    "kernel": ("kernel.blueprint",),
+    "realm": ("realm_of_agents.blueprint",),
+    "mcp": ("mcp_servers.blueprint", "mcp_servers.remote"),
 }
 
 
@@ -31,7 +31,6 @@ def selected_roles(environ: Mapping[str, str] | None = None) -> list[str]:
     return [role for role in ROLE_BLUEPRINTS if not names or role in names]
 
 
-def blueprint(role: str) -> func.Blueprint:
-    module = importlib.import_module(ROLE_BLUEPRINTS[role])
-    bp: func.Blueprint = module.bp
-    return bp
+def blueprints(role: str) -> list[func.Blueprint]:
+    """The role's blueprints, imported now."""
+    return [importlib.import_module(name).bp for name in ROLE_BLUEPRINTS[role]]

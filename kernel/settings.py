@@ -31,6 +31,12 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting("AOS_TASK_HUB", "aos", "Durable Functions task hub name (host.json reads it)."),
         Setting(
+            "AOS_REALM_TASK_HUB",
+            "aos",
+            "The RealmOfAgents app's task hub, where the kernel raises MCP tool answers in waiting turns; "
+            "equal to AOS_TASK_HUB when one app serves every role.",
+        ),
+        Setting(
             "ServiceBusConnection",
             "",
             "Service Bus connection: a connection string locally, or "

@@ -1,30 +1,43 @@
-"""The MCPServers app: the MCP servers declared in config."""
+"""The MCPServers app: the tool gateway on Service Bus and the MCP servers' HTTP API.
+
+This module only binds functions to triggers; the work is in the modules it names.
+"""
 
 from __future__ import annotations
-
-import json
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from kernel.config.store import default_store
+from kernel.topology import GATEWAY_SUBSCRIPTION, MCP_REQUESTS
+from mcp_servers import api, bus
+from mcp_servers.services import services
 
 bp = df.Blueprint()
 
 
+@bp.service_bus_topic_trigger(arg_name="message", topic_name=MCP_REQUESTS, subscription_name=GATEWAY_SUBSCRIPTION,
+                              connection="ServiceBusConnection")
+async def mcp_gateway(message: func.ServiceBusMessage) -> None:
+    """One tool request (list tools, call a tool, list or read resources), answered on mcp-responses.
+    One message per invocation, so a slow tool does not hold up the requests behind it."""
+    mcp = services()
+    await bus.handle_request(message.get_body(), message.message_id, mcp.gateway, mcp.adapters.sender,
+                             mcp.deadletters)
+
+
 @bp.route(route="mcp/servers", methods=["GET"])
-def list_servers(req: func.HttpRequest) -> func.HttpResponse:
-    """Declared MCP servers: transport, state and tool filters (never env or header values)."""
-    configs = default_store().current()
-    servers = [
-        {
-            "id": server.id,
-            "transport": server.transport,
-            "enabled": server.enabled,
-            "description": server.description,
-            "tools": server.tools.model_dump(),
-            "config_version": configs.source("mcp_server", server.id).version,
-        }
-        for server in sorted(configs.mcp_servers.values(), key=lambda s: s.id)
-    ]
-    return func.HttpResponse(json.dumps({"servers": servers}, indent=2), mimetype="application/json")
+async def list_servers(req: func.HttpRequest) -> func.HttpResponse:
+    """Declared MCP servers with health: state, last error, restarts, tool count."""
+    return await api.list_servers(req)
+
+
+@bp.route(route="mcp/servers/{server_id}/tools", methods=["GET"])
+async def list_server_tools(req: func.HttpRequest) -> func.HttpResponse:
+    """A server's tools (after its include/exclude filters) with their input schemas."""
+    return await api.list_tools(req)
+
+
+@bp.route(route="mcp/servers/{server_id}/tools/{tool}/call", methods=["POST"])
+async def call_server_tool(req: func.HttpRequest) -> func.HttpResponse:
+    """Call a tool as an agent: its grants apply and the call is audited."""
+    return await api.call_tool(req)

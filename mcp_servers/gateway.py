@@ -1,43 +1,77 @@
-"""The in-process tool gateway: an agent's granted MCP tools, called through the server manager.
+"""The tool gateway: an agent's granted MCP tools, called through the server manager.
 
-It enforces each agent's tool allow-list itself (a tool result is data, never a way to reach a
-tool the agent was not given) and makes every call idempotent by its call id: the first result is
-kept in blob storage under ``toolcalls/<agent>/<call id>.json``, and a repeated call id (a turn
-activity retried after a crash) returns it instead of calling the tool again.
+Whoever asks — a turn over Service Bus (``mcp_servers.bus``), or an operator through the HTTP API
+and ``aos mcp call --as AGENT`` — the gateway is where the rules hold:
 
-This is the gateway the RealmOfAgents app uses when the MCP servers run in the same process (the
-embedded platform). The Service Bus round trip to the MCPServers app implements the same
-``kernel.ports.ToolGateway`` port.
+* **Allow-lists.** Every request names the calling agent; the gateway reads that agent's grants
+  from its current config (whole servers, or single tools) and refuses anything else. A tool
+  result is data, never a way to reach a tool the agent was not given. Refusals are results the
+  turn records (``is_error`` with ``error: "ToolDenied"``), and every refusal and every call is
+  written to the agent's audit chain, arguments redacted and the result as a digest.
+* **One call per call id.** The first result of a call id (turn id and call index) is kept in
+  blob storage, ``toolcalls/<agent>/<digest>.json``, and a repeated request returns it without
+  calling the tool again. A create-only claim blob beside it makes two concurrent deliveries of
+  the same request call the tool once: the second waits for the first's result, and takes over
+  only when the claim goes stale (a live holder renews it every few seconds; a dead one does
+  not). Tools a server config lists under ``tools.idempotent`` are safe to repeat and are simply
+  called again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
+import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
+from kernel.config.loader import ConfigSet
 from kernel.config.models import ToolGrant
-from kernel.ports import BlobStore, NotFound, ToolDenied
-from mcp_servers.manager import McpManagerError, McpServerManager, UnknownServer
+from kernel.governance.redaction import digest, redact
+from kernel.ports import AlreadyExists, BlobStore, NotFound
+from kernel.toolbus import error_result
+from mcp_servers.manager import McpManagerError, McpServerManager
 
 CALLS_CONTAINER = "toolcalls"
+#: A call's holder renews its claim this often; a claim older than CLAIM_STALE_SECONDS is a dead holder's.
+CLAIM_RENEW_SECONDS = 2.0
+CLAIM_STALE_SECONDS = 8.0
 
-GrantLookup = Callable[[str], list[ToolGrant]]
+
+class AuditSink(Protocol):
+    async def append(self, chain: str, kind: str, *, actor: str, data: Mapping[str, Any],
+                     subject: str | None = None) -> Any: ...
 
 
-class InProcessToolGateway:
-    def __init__(self, manager: McpServerManager, grants: GrantLookup, results: BlobStore) -> None:
-        """``grants(agent_id)`` returns the agent's current tool grants (from its config)."""
+class ToolGateway:
+    """Allow-lists, once-only calls and audit in front of an :class:`McpServerManager`."""
+
+    def __init__(self, manager: McpServerManager, configs: Callable[[], ConfigSet], results: BlobStore,
+                 audit: AuditSink | None = None, *, poll_seconds: float = 0.05) -> None:
+        """``configs()`` returns the current configs: agents' grants and servers' settings come from it."""
         self._manager = manager
-        self._grants = grants
+        self._configs = configs
         self._results = results
+        self._audit = audit
+        self._poll = poll_seconds
+
+    @property
+    def manager(self) -> McpServerManager:
+        return self._manager
+
+    # -- requests ------------------------------------------------------------------------------
 
     async def list_tools(self, agent_id: str) -> dict[str, Any]:
+        """The tools the agent may call, and why a granted server is not offered when it is not."""
+        grants = self._grants(agent_id)
+        if grants is None:
+            return {"tools": [], "unavailable": {}, "error": f"no agent '{agent_id}' is declared"}
         tools: list[dict[str, Any]] = []
         unavailable: dict[str, str] = {}
         health = self._manager.health()
-        for grant in self._grants(agent_id):
+        for grant in grants:
             status = health.get(grant.server)
             if status is None:
                 unavailable[grant.server] = f"no MCP server '{grant.server}' is declared"
@@ -52,30 +86,128 @@ class InProcessToolGateway:
         return {"tools": tools, "unavailable": unavailable}
 
     async def call_tool(self, agent_id: str, server: str, tool: str, arguments: Mapping[str, Any], *,
-                        call_id: str) -> dict[str, Any]:
-        self._check_granted(agent_id, server, tool)
-        name = f"{agent_id}/{hashlib.sha256(call_id.encode()).hexdigest()[:32]}.json"
-        try:
-            return json.loads(await self._results.get(CALLS_CONTAINER, name))
-        except NotFound:
-            pass
-        try:
-            result = await self._manager.call_tool(server, tool, arguments)
-        except UnknownServer as error:
-            raise ToolDenied(str(error)) from None
-        except McpManagerError as error:
-            result = {"content": [{"type": "text", "text": str(error)}], "structured_content": None,
-                      "is_error": True, "error": type(error).__name__}
-        await self._results.put(CALLS_CONTAINER, name, json.dumps(result).encode(), content_type="application/json")
-        return result
+                        call_id: str, actor: str = "turn") -> dict[str, Any]:
+        """Call a granted tool once per ``call_id``; refusals and failures come back as error results."""
+        refusal = self._refusal(agent_id, server, tool)
+        if refusal is not None:
+            await self._record(agent_id, "tool.denied", actor, {
+                "server": server, "tool": tool, "call_id": call_id, "reason": refusal,
+                "arguments": redact(dict(arguments))})
+            return error_result(f"denied: {refusal}", error="ToolDenied")
+        config = self._configs().mcp_servers.get(server)
+        if config is not None and tool in config.tools.idempotent:
+            return await self._call_and_audit(agent_id, server, tool, arguments, call_id, actor)
+        return await self._once(agent_id, call_id,
+                                lambda: self._call_and_audit(agent_id, server, tool, arguments, call_id, actor))
 
-    def _check_granted(self, agent_id: str, server: str, tool: str) -> None:
-        for grant in self._grants(agent_id):
-            if grant.server == server:
-                if grant.tools is None or tool in grant.tools:
-                    return
-                raise ToolDenied(f"agent '{agent_id}' is granted only {', '.join(grant.tools)} of MCP server '{server}', not '{tool}'")
-        raise ToolDenied(f"agent '{agent_id}' is not granted MCP server '{server}'")
+    async def list_resources(self, agent_id: str, server: str) -> dict[str, Any]:
+        refusal = self._refusal(agent_id, server, None)
+        if refusal is not None:
+            return {"resources": [], "error": f"denied: {refusal}"}
+        try:
+            return {"resources": await self._manager.list_resources(server)}
+        except (McpManagerError, TimeoutError) as error:
+            return {"resources": [], "error": str(error) or type(error).__name__}
+
+    async def read_resource(self, agent_id: str, server: str, uri: str) -> dict[str, Any]:
+        refusal = self._refusal(agent_id, server, None)
+        if refusal is not None:
+            return {"contents": [], "error": f"denied: {refusal}"}
+        try:
+            return {"contents": await self._manager.read_resource(server, uri)}
+        except (McpManagerError, TimeoutError) as error:
+            return {"contents": [], "error": str(error) or type(error).__name__}
 
     async def close(self) -> None:
         await self._manager.close()
+
+    # -- rules ---------------------------------------------------------------------------------
+
+    def _grants(self, agent_id: str) -> list[ToolGrant] | None:
+        agent = self._configs().agents.get(agent_id)
+        return None if agent is None else list(agent.tools)
+
+    def _refusal(self, agent_id: str, server: str, tool: str | None) -> str | None:
+        """Why the agent may not use ``server``'s ``tool`` (any tool when ``None``), or ``None``."""
+        grants = self._grants(agent_id)
+        if grants is None:
+            return f"no agent '{agent_id}' is declared"
+        for grant in grants:
+            if grant.server == server:
+                if tool is None or grant.tools is None or tool in grant.tools:
+                    return None
+                return (f"agent '{agent_id}' is granted only {', '.join(grant.tools)} of MCP server "
+                        f"'{server}', not '{tool}'")
+        return f"agent '{agent_id}' is not granted MCP server '{server}'"
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    async def _call_and_audit(self, agent_id: str, server: str, tool: str, arguments: Mapping[str, Any],
+                              call_id: str, actor: str) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            result = await self._manager.call_tool(server, tool, arguments)
+        except McpManagerError as error:
+            result = error_result(str(error), error=type(error).__name__)
+        await self._record(agent_id, "tool.call", actor, {
+            "server": server, "tool": tool, "call_id": call_id, "arguments": redact(dict(arguments)),
+            "is_error": bool(result.get("is_error")), "error": result.get("error"),
+            "result_digest": digest(result), "ms": round((time.perf_counter() - started) * 1000, 1)})
+        return result
+
+    async def _once(self, agent_id: str, call_id: str, call: Callable[[], Any]) -> dict[str, Any]:
+        key = hashlib.sha256(call_id.encode()).hexdigest()[:32]
+        result_name, claim_name = f"{agent_id}/{key}.json", f"{agent_id}/{key}.claim"
+        found = await self._stored(result_name)
+        if found is not None:
+            return found
+        try:
+            await self._results.put(CALLS_CONTAINER, claim_name, _claim(call_id), overwrite=False)
+        except AlreadyExists:  # another delivery of this request is calling the tool: wait for it
+            found = await self._wait_for(result_name, claim_name)
+            if found is not None:
+                return found
+            await self._results.put(CALLS_CONTAINER, claim_name, _claim(call_id))  # it died: take over
+        renewing = asyncio.create_task(self._renew(claim_name, call_id))
+        try:
+            result = await call()
+        finally:
+            renewing.cancel()
+        await self._results.put(CALLS_CONTAINER, result_name, json.dumps(result).encode(),
+                                content_type="application/json")
+        return result
+
+    async def _renew(self, claim_name: str, call_id: str) -> None:
+        """Keep the claim fresh while the call runs, so waiters know its holder is alive."""
+        while True:
+            await asyncio.sleep(CLAIM_RENEW_SECONDS)
+            with contextlib.suppress(Exception):
+                await self._results.put(CALLS_CONTAINER, claim_name, _claim(call_id))
+
+    async def _stored(self, name: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(await self._results.get(CALLS_CONTAINER, name))
+        except NotFound:
+            return None
+
+    async def _wait_for(self, result_name: str, claim_name: str) -> dict[str, Any] | None:
+        """The other holder's result, or ``None`` once its claim has gone stale (it died)."""
+        while True:
+            found = await self._stored(result_name)
+            if found is not None:
+                return found
+            try:
+                renewed = float(json.loads(await self._results.get(CALLS_CONTAINER, claim_name))["at"])
+            except (NotFound, ValueError, KeyError, TypeError):
+                renewed = 0.0
+            if time.time() - renewed > CLAIM_STALE_SECONDS:
+                return await self._stored(result_name)
+            await asyncio.sleep(self._poll)
+
+    async def _record(self, agent_id: str, kind: str, actor: str, data: dict[str, Any]) -> None:
+        if self._audit is not None:
+            await self._audit.append(agent_id, kind, actor=actor, data=data, subject=f"{data['server']}.{data['tool']}")
+
+
+def _claim(call_id: str) -> bytes:
+    return json.dumps({"call_id": call_id, "at": time.time()}).encode()

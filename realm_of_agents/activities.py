@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from typing import Any
 
 from kernel.config.models import AgentConfig
 from kernel.inference.port import ChatMessage, ChatRequest, InferenceError, ToolCall, ToolSpec, tool_name
 from kernel.messages import Envelope
-from kernel.ports import OutboundMessage, ToolDenied
-from kernel.topology import AGENT_EVENTS, AGENT_OUTPUTS
+from kernel.governance.redaction import redact
+from kernel.ports import OutboundMessage
+from kernel.toolbus import ANSWER_MARGIN_SECONDS, ToolRequest
+from kernel.topology import AGENT_EVENTS, AGENT_OUTPUTS, MCP_REQUESTS
 from realm_of_agents import purpose
 from realm_of_agents.context_server import SERVER_ID as CONTEXT_SERVER
 from realm_of_agents.context_server import SnapshotBackend, call_context_tool, list_context_tools
@@ -69,12 +72,13 @@ async def _model_alignment(provider: Any, agent: AgentConfig, event: dict[str, A
 
 
 async def model_call(request: dict[str, Any]) -> dict[str, Any]:
-    """One model call with the tools the agent may use (its grants plus its context server)."""
+    """One model call offering the agent's context tools plus the MCP tools the gateway listed for it."""
     agent_id = request["agent_id"]
     settings = request.get("model") or {}
-    listing = await _offered_tools(agent_id)
+    listing = request.get("tools") or {"tools": [], "unavailable": {}}
+    offered = await _context_tool_list(agent_id) + list(listing.get("tools") or [])
     specs = [ToolSpec(tool_name(t["server"], t["name"]), t.get("description") or "", t.get("input_schema") or {"type": "object"})
-             for t in listing["tools"]]
+             for t in offered]
     adapter = settings.get("adapter") or None
     chat = ChatRequest(
         agent_id=agent_id,
@@ -87,36 +91,66 @@ async def model_call(request: dict[str, Any]) -> dict[str, Any]:
     provider = await services().inference()
     completion = (await provider.complete(chat)).to_dict()
     completion["offered_tools"] = [spec.name for spec in specs]
-    completion["unavailable_servers"] = listing["unavailable"]
+    completion["unavailable_servers"] = listing.get("unavailable") or {}
     return completion
 
 
-async def _offered_tools(agent_id: str) -> dict[str, Any]:
-    realm = services()
-    if not _context_tools:  # the same for every agent and every call: list once through the protocol
-        listing_backend = SnapshotBackend({}, realm.archive)
+async def _context_tool_list(agent_id: str) -> list[dict[str, Any]]:
+    """The context server's tools: the same for every agent and call, so listed once through the protocol."""
+    if not _context_tools:
+        listing_backend = SnapshotBackend({}, services().archive)
         _context_tools.extend({"server": CONTEXT_SERVER, **t} for t in await list_context_tools(agent_id, listing_backend))
-    context_tools = list(_context_tools)
-    if not realm.grants(agent_id):
-        return {"tools": context_tools, "unavailable": {}}
-    listing = await (await realm.tools()).list_tools(agent_id)
-    return {"tools": context_tools + listing["tools"], "unavailable": listing["unavailable"]}
+    return list(_context_tools)
 
 
 async def tool_call(request: dict[str, Any]) -> dict[str, Any]:
-    """One tool call; idempotent by turn id and call index. Denials and tool errors are results."""
-    agent_id, server, tool = request["agent_id"], request["server"], request["tool"]
-    arguments = request.get("arguments") or {}
+    """A call of the agent's own context server (in this app; MCP servers go through the gateway)."""
+    agent_id, tool = request["agent_id"], request["tool"]
+    backend = SnapshotBackend(request.get("state") or {}, services().archive)
+    return await call_context_tool(agent_id, backend, tool, request.get("arguments") or {})
+
+
+async def tool_request(request: dict[str, Any]) -> dict[str, Any]:
+    """Send a request to the MCP gateway; returns how long the turn should wait for the answer.
+
+    The message id is the call id, and the gateway keeps one result per call id, so sending
+    again (this activity retried) never runs a tool twice."""
+    tool_request = ToolRequest.model_validate(request["request"])
     realm = services()
-    if server == CONTEXT_SERVER:
-        backend = SnapshotBackend(request.get("state") or {}, realm.archive)
-        return await call_context_tool(agent_id, backend, tool, arguments)
-    call_id = f"{request['turn_id']}:{request['index']}"
-    try:
-        return await (await realm.tools()).call_tool(agent_id, server, tool, arguments, call_id=call_id)
-    except ToolDenied as denied:
-        return {"content": [{"type": "text", "text": f"denied: {denied}"}], "structured_content": None,
-                "is_error": True, "error": "ToolDenied"}
+    configs = realm.configs.current()
+    if tool_request.op == "list_tools":
+        agent = configs.agents.get(tool_request.agent_id)
+        servers = [configs.mcp_servers[g.server] for g in (agent.tools if agent else []) if g.server in configs.mcp_servers]
+        own = max((s.timeouts.startup_seconds for s in servers), default=0.0)
+    else:
+        server = configs.mcp_servers.get(tool_request.server or "")
+        own = server.timeouts.call_seconds if server else 0.0
+    envelope = tool_request.envelope(traceparent=request.get("traceparent"))
+    await realm.adapters.sender.send(MCP_REQUESTS, [OutboundMessage.from_envelope(envelope)])
+    return {"wait_seconds": int(own + ANSWER_MARGIN_SECONDS)}
+
+
+async def approval_requested(request: dict[str, Any]) -> None:
+    """Record a tool call waiting for a human decision, and audit it."""
+    realm = services()
+    await realm.approvals.request(
+        approval=request["approval_id"], agent_id=request["agent_id"], turn_id=request["turn_id"],
+        server=request["server"], tool=request["tool"], arguments=redact(request.get("arguments") or {}),
+        deadline=datetime.fromisoformat(request["deadline"]), event_type=request["event_type"])
+    await realm.audit.append(request["agent_id"], "approval.requested", actor=request["agent_id"], data={
+        "approval_id": request["approval_id"], "turn_id": request["turn_id"], "server": request["server"],
+        "tool": request["tool"], "arguments": redact(request.get("arguments") or {}), "deadline": request["deadline"]},
+        subject=f"{request['server']}.{request['tool']}")
+
+
+async def approval_decided(request: dict[str, Any]) -> None:
+    """Record the decision the turn took (a human's answer, or the deadline's decline), and audit it."""
+    realm = services()
+    decision = request["decision"]
+    await realm.approvals.decided(request["approval_id"], decision)
+    await realm.audit.append(request["agent_id"], "approval.decided", actor=str(decision.get("by") or "unknown"),
+                             data={"approval_id": request["approval_id"], **decision},
+                             subject=f"{request['server']}.{request['tool']}")
 
 
 async def archive(record: dict[str, Any]) -> None:

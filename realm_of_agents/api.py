@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 import azure.durable_functions as df
@@ -19,6 +20,8 @@ from kernel.messages import Envelope, describe_invalid
 from kernel.ports import NotFound, OutboundMessage
 from kernel.topology import AGENT_EVENTS
 from realm_of_agents import commands, registration
+from realm_of_agents.approvals import ApprovalConflict
+from realm_of_agents.approvals import event_name as approval_event_name
 from realm_of_agents.context_server import hot_memory_matches
 from realm_of_agents.entity import ENTITY_NAME
 from realm_of_agents.ids import command_instance_id, turn_instance_id
@@ -198,6 +201,7 @@ async def get_turn(req: func.HttpRequest, client: df.DurableOrchestrationClient)
     custom = status.custom_status if isinstance(status.custom_status, dict) else {}
     return respond({"agent_id": agent_id, "turn_id": turn_id, "status": status.runtime_status.value,
                     "phase": custom.get("phase"), "position": custom.get("position"),
+                    **{key: custom[key] for key in ("approval_id", "tool", "deadline") if key in custom},
                     "result": status.output if status.runtime_status.value == "Completed" else None}, 200)
 
 
@@ -244,3 +248,37 @@ async def _await_instance(client: df.DurableOrchestrationClient, instance: str, 
             return None
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.25)
+
+
+async def list_approvals(req: func.HttpRequest) -> func.HttpResponse:
+    return respond({"approvals": await services().approvals.pending()})
+
+
+async def get_approval(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        return respond(await services().approvals.get(req.route_params["approval_id"]))
+    except NotFound as missing:
+        return error(str(missing), 404)
+
+
+async def answer_approval(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Record the answer once (a second answer, or one after the deadline, is refused), then tell the turn."""
+    approval = req.route_params["approval_id"]
+    try:
+        body = req.get_json()
+    except ValueError:
+        return error('the body is not valid JSON: expected {"approve": true|false, "by": "...", "reason": "..."}', 400)
+    if not isinstance(body, dict) or not isinstance(body.get("approve"), bool):
+        return error("'approve' must be true or false", 400)
+    by, reason = body.get("by") or "api", body.get("reason")
+    if not isinstance(by, str) or (reason is not None and not isinstance(reason, str)):
+        return error("'by' and 'reason' must be strings", 400)
+    try:
+        answered = await services().approvals.answer(approval, approved=body["approve"], by=by, reason=reason,
+                                                     now=datetime.now(timezone.utc))
+    except NotFound as missing:
+        return error(str(missing), 404)
+    except ApprovalConflict as conflict:
+        return error(str(conflict), 409)
+    await client.raise_event(answered["turn_id"], approval_event_name(approval), answered["decision"])
+    return respond(answered, 202)

@@ -57,6 +57,22 @@ async def agent_tool(request: dict[str, Any]) -> dict[str, Any]:
     return await activities.tool_call(request)
 
 
+@bp.activity_trigger(input_name="request", activity=turn.TOOL_REQUEST)
+async def agent_tool_request(request: dict[str, Any]) -> dict[str, Any]:
+    """Send an MCP request to the gateway (the turn then waits for the answer as an external event)."""
+    return await activities.tool_request(request)
+
+
+@bp.activity_trigger(input_name="request", activity=turn.APPROVAL_REQUESTED)
+async def agent_approval_requested(request: dict[str, Any]) -> None:
+    await activities.approval_requested(request)
+
+
+@bp.activity_trigger(input_name="request", activity=turn.APPROVAL_DECIDED)
+async def agent_approval_decided(request: dict[str, Any]) -> None:
+    await activities.approval_decided(request)
+
+
 @bp.activity_trigger(input_name="request", activity=turn.ARCHIVE)
 async def agent_archive(request: dict[str, Any]) -> None:
     await activities.archive(request)
@@ -202,3 +218,21 @@ async def list_deadletters(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="deadletters/{record_id}", methods=["GET"])
 async def get_deadletter(req: func.HttpRequest) -> func.HttpResponse:
     return await api.get_deadletter(req)
+
+
+@bp.route(route="approvals", methods=["GET"])
+async def list_approvals(req: func.HttpRequest) -> func.HttpResponse:
+    """Tool calls waiting for a human decision, with their deadlines."""
+    return await api.list_approvals(req)
+
+
+@bp.route(route="approvals/{approval_id}", methods=["GET"])
+async def get_approval(req: func.HttpRequest) -> func.HttpResponse:
+    return await api.get_approval(req)
+
+
+@bp.route(route="approvals/{approval_id}", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def answer_approval(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Approve or decline: ``{"approve": true|false, "by": "name", "reason": "..."}``."""
+    return await api.answer_approval(req, client)

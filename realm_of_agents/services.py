@@ -2,12 +2,11 @@
 
 Functions get their dependencies here rather than from globals scattered through modules: the
 storage and messaging ports (``kernel.adapters.Adapters``), the turn archive, the dead-letter
-store, the inference provider and the tool gateway. Async functions of one app share one event
+store, approvals, the audit log and the inference provider. Async functions of one app share one event
 loop (the Python worker's, or the embedded engine's), and the adapters are asyncio objects, so
 there is one ``RealmServices`` per loop. ``close_services()`` closes them at shutdown.
 
-The tool gateway here is the in-process one: the declared MCP servers run inside this process,
-started on first use. (The MCPServers app's Service Bus gateway implements the same port.)
+MCP tools are not here: turns reach them through the MCPServers app's gateway over Service Bus.
 """
 
 from __future__ import annotations
@@ -22,9 +21,10 @@ from kernel.config.loader import ConfigSet
 from kernel.config.models import AgentConfig, ToolGrant
 from kernel.config.store import ConfigStore, default_store
 from kernel.inference.port import InferenceProvider
-from kernel.ports import ToolGateway
-from realm_of_agents.archive import TurnArchive
 from kernel.deadletters import DeadLetterStore
+from kernel.governance.audit import AuditLog
+from realm_of_agents.approvals import ApprovalStore
+from realm_of_agents.archive import TurnArchive
 
 
 class RealmServices:
@@ -35,9 +35,9 @@ class RealmServices:
         self.configs = configs or default_store()
         self.archive = TurnArchive(self.adapters.blobs, self.adapters.tables)
         self.deadletters = DeadLetterStore(self.adapters.blobs, self.adapters.tables)
+        self.approvals = ApprovalStore(self.adapters.tables)
+        self.audit = AuditLog(self.adapters.tables)
         self._inference: InferenceProvider | None = None
-        self._tools: ToolGateway | None = None
-        self._tools_lock = asyncio.Lock()
         container = settings.get("AOS_CONFIG_CONTAINER", self.environ)
         self._mirror = Mirror(self.adapters.blobs, container, settings.config_drop_dir(self.environ)) if container else None
 
@@ -62,23 +62,7 @@ class RealmServices:
             self._inference = await provider_from_settings(self.environ, self.adapters.secrets)
         return self._inference
 
-    async def tools(self) -> ToolGateway:
-        """The gateway; the first call starts every enabled MCP server (once, for all callers)."""
-        async with self._tools_lock:
-            if self._tools is None:
-                from mcp_servers.gateway import InProcessToolGateway
-                from mcp_servers.manager import McpServerManager, resolver_from_store
-
-                servers = self.configs.current().mcp_servers.values()
-                manager = McpServerManager(servers, app_root=settings.APP_ROOT,
-                                           resolver=resolver_from_store(self.adapters.secrets, self.environ))
-                await manager.start()
-                self._tools = InProcessToolGateway(manager, self.grants, self.adapters.blobs)
-            return self._tools
-
     async def close(self) -> None:
-        if self._tools is not None:
-            await self._tools.close()
         if self._inference is not None and hasattr(self._inference, "close"):
             await self._inference.close()  # type: ignore[attr-defined]
         if self._owns_adapters:

@@ -3,7 +3,11 @@
     begin (entity: the agent's lock and queue) -> wait for the turn if queued
     read the agent's state (entity)
     purpose alignment (activity)         -> declined events end here, with the reason
-    model call (activity) -> tool calls (activities, checkpointed, idempotent by turn id and index)
+    MCP tools offered to the agent       -> a list_tools request to the MCP gateway (if it has grants)
+    model call (activity) -> tool calls, each checkpointed and idempotent by turn id and index:
+      context tools: an activity here; MCP tools: a request to the gateway over Service Bus (an
+      activity sends it), the answer an external event raised by the kernel, a timer the timeout;
+      a tool that needs approval first waits for a human's answer or its deadline
       ... until the model answers or the step budget is spent
     archive the full turn (activity)     -> storage, searchable through the context MCP server
     publish outputs (activity)           -> the outputs topic: the reply, events to other agents
@@ -26,7 +30,8 @@ from typing import Any, Generator
 
 import azure.durable_functions as df
 
-from realm_of_agents import ids, purpose, prompt
+from kernel.toolbus import ToolRequest, error_result, list_call_id, tool_call_id
+from realm_of_agents import approvals, ids, purpose, prompt
 from realm_of_agents.entity import ENTITY_NAME
 from realm_of_agents.memory import digest
 
@@ -46,6 +51,8 @@ GRANT_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_num
 ASSESS, MODEL, TOOL, ARCHIVE, PUBLISH, GRANT, REPORT, CONFIG, SUMMARIZE = (
     "agent_assess", "agent_model", "agent_tool", "agent_archive", "agent_publish", "agent_grant", "agent_report",
     "agent_config", "agent_summarize")
+TOOL_REQUEST, APPROVAL_REQUESTED, APPROVAL_DECIDED = (
+    "agent_tool_request", "agent_approval_requested", "agent_approval_decided")
 
 
 def turn_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
@@ -174,11 +181,12 @@ class _Turn:
     def _converse(self) -> Generator[Any, Any, None]:
         model = self.config.get("model") or {}
         messages = prompt.initial_messages(self.state, self.event)
+        tools = yield from self._list_tools()
         for step in range(int(model.get("max_steps", 6))):
             try:
                 completion = yield self.context.call_activity_with_retry(MODEL, MODEL_RETRY, {
                     "agent_id": self.agent_id, "turn_id": self.turn_id, "step": step, "model": model,
-                    "messages": messages})
+                    "messages": messages, "tools": tools})
             except Exception as error:
                 self.steps.append({"kind": "model", "step": step, "error": _reason(error)})
                 self.fail(f"model call failed: {_reason(error)}")
@@ -201,6 +209,19 @@ class _Turn:
                 messages.append({"role": "tool", "content": _tool_text(result), "tool_call_id": call["id"]})
         self.fail(f"the step budget of {model.get('max_steps', 6)} model calls was spent before the model answered")
 
+    def _list_tools(self) -> Generator[Any, Any, dict[str, Any]]:
+        """The MCP tools the gateway offers this agent now (one round trip; none without grants)."""
+        if not self.config.get("tools"):
+            return {"tools": [], "unavailable": {}}
+        listing = yield from self._ask_gateway(ToolRequest(
+            op="list_tools", agent_id=self.agent_id, instance_id=self.turn_id,
+            call_id=list_call_id(self.turn_id, 0)))
+        if "tools" not in listing:  # the gateway did not answer in time, or answered an error
+            reason = listing.get("error") or _tool_text(listing)
+            self.steps.append({"kind": "tools", "error": reason})
+            return {"tools": [], "unavailable": {g["server"]: reason for g in self.config["tools"]}}
+        return {"tools": listing["tools"], "unavailable": listing.get("unavailable") or {}}
+
     def _call_tool(self, call: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
         index = self.tool_calls
         server, _, tool = call["name"].partition("__")
@@ -209,20 +230,84 @@ class _Turn:
         limit = int((self.config.get("model") or {}).get("max_tool_calls", 16))
         if index >= limit:
             result = _error_result(f"the tool-call budget of {limit} calls for this turn is spent")
-        else:
+        elif server == CONTEXT_SERVER:
             self.tool_calls += 1
             try:
                 result = yield self.context.call_activity(TOOL, {
                     "agent_id": self.agent_id, "turn_id": self.turn_id, "index": index, "server": server,
-                    "tool": tool, "arguments": call["arguments"],
-                    "state": self.state if server == CONTEXT_SERVER else None})
+                    "tool": tool, "arguments": call["arguments"], "state": self.state})
             except Exception as error:
                 result = _error_result(f"tool call failed: {_reason(error)}")
+        else:
+            self.tool_calls += 1
+            result = yield from self._call_mcp_tool(index, server, tool, call["arguments"], step)
         step["result"] = result
         self.steps.append(step)
         if server == CONTEXT_SERVER and not result.get("is_error"):
             self._collect_context_effect(tool, call["arguments"])
         return result
+
+    def _call_mcp_tool(self, index: int, server: str, tool: str, arguments: dict[str, Any],
+                       step: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
+        """Through the gateway, after a human's approval when the agent's config asks for one."""
+        needed = approvals.requirement(self.config, server, tool)
+        if needed is not None:
+            decision = yield from self._await_approval(index, server, tool, arguments, needed)
+            step["approval"] = decision
+            if not decision["approved"]:
+                return error_result(f"not run: the call was declined by {decision['by']}"
+                                    + (f" ({decision['reason']})" if decision.get("reason") else ""),
+                                    error="ApprovalDeclined")
+        return (yield from self._ask_gateway(ToolRequest(
+            op="call_tool", agent_id=self.agent_id, instance_id=self.turn_id,
+            call_id=tool_call_id(self.turn_id, index), server=server, tool=tool,
+            arguments=arguments if isinstance(arguments, dict) else {})))
+
+    def _ask_gateway(self, request: ToolRequest) -> Generator[Any, Any, dict[str, Any]]:
+        """Send the request (activity), then wait for the answer (external event) or the timeout (timer)."""
+        try:
+            sent = yield self.context.call_activity_with_retry(TOOL_REQUEST, STORE_RETRY, {
+                "request": request.model_dump(mode="json", exclude_none=True),
+                "traceparent": self.event.get("traceparent")})
+        except Exception as error:
+            return error_result(f"the request could not be sent to the MCP gateway: {_reason(error)}",
+                                error="GatewayUnreachable")
+        answer = self.context.wait_for_external_event(request.call_id)
+        deadline = self.context.create_timer(self.context.current_utc_datetime + timedelta(seconds=sent["wait_seconds"]))
+        winner = yield self.context.task_any([answer, deadline])
+        if winner == answer:
+            deadline.cancel()
+            return answer.result if isinstance(answer.result, dict) else json.loads(answer.result)
+        return error_result(f"the MCP gateway did not answer within {sent['wait_seconds']} s", error="GatewayTimeout")
+
+    def _await_approval(self, index: int, server: str, tool: str, arguments: dict[str, Any],
+                        needed: approvals.Requirement) -> Generator[Any, Any, dict[str, Any]]:
+        approval = approvals.approval_id(self.turn_id, index)
+        deadline_at = self.context.current_utc_datetime + timedelta(seconds=needed.timeout_seconds)
+        yield self.context.call_activity_with_retry(APPROVAL_REQUESTED, STORE_RETRY, {
+            "approval_id": approval, "agent_id": self.agent_id, "turn_id": self.turn_id, "server": server,
+            "tool": tool, "arguments": arguments, "deadline": deadline_at.isoformat(),
+            "event_type": self.event["type"]})
+        self.context.set_custom_status({"phase": "awaiting-approval", "approval_id": approval,
+                                        "tool": f"{server}.{tool}", "deadline": deadline_at.isoformat()})
+        answered = self.context.wait_for_external_event(approvals.event_name(approval))
+        deadline = self.context.create_timer(deadline_at)
+        winner = yield self.context.task_any([answered, deadline])
+        if winner == answered:
+            deadline.cancel()
+            given = answered.result if isinstance(answered.result, dict) else json.loads(answered.result)
+            decision = {"approved": bool(given.get("approved")), "by": str(given.get("by") or "unknown"),
+                        "reason": given.get("reason")}
+        else:
+            decision = {"approved": False, "by": "deadline",
+                        "reason": f"no decision within {needed.timeout_seconds} s"}
+        decision["id"] = approval
+        decision["at"] = self.context.current_utc_datetime.isoformat()
+        yield self.context.call_activity_with_retry(APPROVAL_DECIDED, STORE_RETRY, {
+            "approval_id": approval, "agent_id": self.agent_id, "server": server, "tool": tool,
+            "decision": decision})
+        self.context.set_custom_status({"phase": "working"})
+        return decision
 
     def _collect_context_effect(self, tool: str, arguments: dict[str, Any]) -> None:
         """Context tools that change the agent apply when the turn finishes, through the entity."""
@@ -312,7 +397,7 @@ class _Turn:
 
 
 def _error_result(message: str) -> dict[str, Any]:
-    return {"content": [{"type": "text", "text": message}], "structured_content": None, "is_error": True}
+    return error_result(message, error="ToolCallFailed")
 
 
 def _tool_text(result: dict[str, Any]) -> str:

@@ -21,13 +21,17 @@ ROLE_FUNCTIONS = {
         "health": ("httpTrigger", "health"),
         "config_problems": ("httpTrigger", "configs/problems"),
         "route_agent_outputs": ("serviceBusTrigger", None),
+        "deliver_tool_responses": ("serviceBusTrigger", None),
+        "audit_records": ("httpTrigger", "audit"),
+        "audit_verify": ("httpTrigger", "audit/verify"),
     },
     "realm": {
         "agent": ("entityTrigger", None),
         **{name: ("orchestrationTrigger", None) for name in ("agent_turn", "agent_command", "agent_schedule")},
         **{name: ("activityTrigger", None) for name in (
             "agent_assess", "agent_model", "agent_tool", "agent_archive", "agent_publish", "agent_report",
-            "agent_config", "agent_send_event", "agent_grant", "agent_summarize")},
+            "agent_config", "agent_send_event", "agent_grant", "agent_summarize", "agent_tool_request",
+            "agent_approval_requested", "agent_approval_decided")},
         "agent_wake": ("serviceBusTrigger", None),
         "agent_config_sync": ("timerTrigger", None),
         "list_agents": ("httpTrigger", "agents"),
@@ -44,8 +48,19 @@ ROLE_FUNCTIONS = {
         "get_turn": ("httpTrigger", "agents/{agent_id}/turns/{turn_id}"),
         "list_deadletters": ("httpTrigger", "deadletters"),
         "get_deadletter": ("httpTrigger", "deadletters/{record_id}"),
+        "list_approvals": ("httpTrigger", "approvals"),
+        "get_approval": ("httpTrigger", "approvals/{approval_id}"),
+        "answer_approval": ("httpTrigger", "approvals/{approval_id}"),
     },
-    "mcp": {"list_servers": ("httpTrigger", "mcp/servers")},
+    "mcp": {
+        "mcp_gateway": ("serviceBusTrigger", None),
+        "list_servers": ("httpTrigger", "mcp/servers"),
+        "list_server_tools": ("httpTrigger", "mcp/servers/{server_id}/tools"),
+        "call_server_tool": ("httpTrigger", "mcp/servers/{server_id}/tools/{tool}/call"),
+        "ask_agent": ("mcpToolTrigger", None),
+        "send_event": ("mcpToolTrigger", None),
+        "search_agent_memory": ("mcpToolTrigger", None),
+    },
 }
 
 INDEX_SCRIPT = """

@@ -38,7 +38,7 @@ FOLDER_KINDS = {"agent_configs": "agent", "mcp_configs": "mcp_server"}
 #: Where `${secret:…}` / `${env:…}` references are resolved at use; anywhere else they would
 #: reach a model or a log verbatim, so they are refused.
 REFERENCE_FIELDS: dict[str, set[str]] = {
-    "mcp_server": {"env", "headers", "url", "args", "command"},
+    "mcp_server": {"env", "headers", "url", "args", "command", "cwd"},
 }
 
 
@@ -363,6 +363,11 @@ def _agent_reference_problems(agent: AgentConfig, item: _Loaded, result: ConfigS
                 )
             elif server.tools.include is not None and tool not in server.tools.include:
                 yield dangling(path, f"tool of MCP server '{grant.server}'", tool, server.tools.include)
+        if isinstance(grant.requires_approval, list):
+            for tool_index, tool in enumerate(grant.requires_approval):
+                if grant.tools is not None and tool not in grant.tools:
+                    yield dangling(("tools", index, "requires_approval", tool_index), "granted tool", tool,
+                                   grant.tools)
 
     for index, rule in enumerate(agent.approvals):
         if rule.server not in granted:

@@ -123,6 +123,11 @@ class ToolGrant(Strict):
     tools: list[ToolName] | None = Field(
         default=None, description="Only these tools of the server; omit to grant the whole server."
     )
+    requires_approval: bool | list[ToolName] = Field(
+        default=False,
+        description="true: every call of this grant waits for a human decision; a list: only calls of "
+        "these tools. (The agent's `approvals` section does the same with a deadline of your choice.)",
+    )
 
     @field_validator("tools")
     @classmethod
@@ -265,6 +270,11 @@ class ToolFilter(Strict):
         default=None, description="Only these tools; omit to expose all the server offers."
     )
     exclude: list[ToolName] = Field(default_factory=list)
+    idempotent: list[ToolName] = Field(
+        default_factory=list,
+        description="Tools safe to call again for a repeated request (pure reads). Any other tool is "
+        "called once per call id: a repeated request gets the first result back.",
+    )
 
     @model_validator(mode="after")
     def _no_overlap(self) -> "ToolFilter":

@@ -507,6 +507,12 @@ class EmbeddedBus:
         with self._atomic():
             return self._release_locks(self._now_us(), None)
 
+    def release_all_locks(self) -> int:
+        """Release every lock, expired or not (a restarted host: their holder is gone); counted
+        as delivery attempts like expired locks."""
+        with self._atomic():
+            return self._release_locks(2**62, None)
+
     # ------------------------------------------------------------------------------------------
     # Inspection
     # ------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from .engine import Engine
 from .http import AuthKeys, HttpResult, HttpTriggers
 from .indexing import AppIndex, FunctionSpec, index_app, load_app
 from .invoke import Invocation, invoke
+from .mcp_webhook import MCP_WEBHOOK_PATH, McpWebhook
 from .settings import Settings, load_host_json, route_prefix
 from .store import Store, connect
 from .topology import declare, load_topology
@@ -80,6 +81,9 @@ class EmbeddedHost:
             self.bus = EmbeddedBus(self.conn, clock=self.clock.now)
             with self.store.transaction():
                 declare(self.bus, self.index, load_topology(self._topology_source, self.settings))
+            # The host owns its state folder: locks still held are a dead predecessor's, so its
+            # in-flight messages are delivered again now instead of after their lock duration.
+            self.bus.release_all_locks()
         except BaseException:
             self.conn.close()
             raise
@@ -91,11 +95,14 @@ class EmbeddedHost:
                              max_concurrent_activities=self.max_concurrent_activities, executor=self.executor,
                              http_caller=self._durable_http)
         self.http_triggers = HttpTriggers(self.index, route_prefix(self.host_json), self.keys, self._invoke)
+        # MCP tool triggers: one MCP server at /runtime/webhooks/mcp, mounted only when the app has tools.
+        self.mcp_webhook = McpWebhook(self.index, self.keys, self._invoke, host_json=self.host_json, bind=self.bind)
         self.service_bus = ServiceBusTriggers(self.index, self.bus, self.store, self._invoke, self.engine.notify,
                                               max_concurrent_calls=self.max_concurrent_calls, max_batch=self.max_batch)
         self.timer_triggers = TimerTriggers(self.index, self.store, self.clock, self._invoke, self.engine.notify)
         self.engine.tick_hooks += [self.timer_triggers.tick, self.service_bus.poll]
-        self.engine.busy_hooks += [self.service_bus.busy, self.timer_triggers.busy, lambda: self.http_triggers.inflight > 0]
+        self.engine.busy_hooks += [self.service_bus.busy, self.timer_triggers.busy, lambda: self.http_triggers.inflight > 0,
+                                 lambda: self.mcp_webhook.inflight > 0]
         self.engine.deadline_hooks += [self.service_bus.deadline, self.timer_triggers.deadline]
         await self._serve()
         self._client_json = client_binding(self.base_url, self.task_hub or "EmbeddedHub")
@@ -108,6 +115,7 @@ class EmbeddedHost:
         await self.close()
 
     async def close(self) -> None:
+        await self.mcp_webhook.close()
         await self.timer_triggers.stop()
         await self.service_bus.stop()
         await self.engine.stop()
@@ -125,11 +133,18 @@ class EmbeddedHost:
         web_app = web.Application(client_max_size=64 * 1024 * 1024)
         add_routes(web_app, self.engine, lambda: self.base_url)
         web_app.router.add_post("/admin/aos/bus/{entity:.+}", self._admin_send)
+        if self.mcp_webhook.tools:
+            web_app.router.add_route("*", MCP_WEBHOOK_PATH, self.mcp_webhook.handle)
+            await self.mcp_webhook.start()
         web_app.router.add_route("*", "/{tail:.*}", self._http_trigger)
         self._runner = web.AppRunner(web_app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.bind, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except BaseException:
+            await self.mcp_webhook.close()
+            raise
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.port

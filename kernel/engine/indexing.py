@@ -21,7 +21,8 @@ import azure.functions as func
 
 from .settings import Settings, SettingsError
 
-TRIGGERS = {"httpTrigger", "orchestrationTrigger", "activityTrigger", "entityTrigger", "serviceBusTrigger", "timerTrigger"}
+TRIGGERS = {"httpTrigger", "orchestrationTrigger", "activityTrigger", "entityTrigger", "serviceBusTrigger", "timerTrigger",
+            "mcpToolTrigger"}  # mcpToolTrigger: served as one MCP server by mcp_webhook.py
 OTHER_BINDINGS = {("http", "OUT"), ("durableClient", "IN"), ("serviceBus", "OUT")}
 _EXPRESSION_KEYS = ("topicName", "queueName", "subscriptionName", "schedule")
 

@@ -189,7 +189,7 @@ CASES = [
         "mcp_configs/bad.yaml",
         "id: x\ntransport: stdio\ncommand: node\ndescription: uses ${env:HOME}\n",
         "$.description",
-        "resolved in mcp server documents only in: args, command, env, headers, url",
+        "resolved in mcp server documents only in: args, command, cwd, env, headers, url",
         4,
         14,
     ),

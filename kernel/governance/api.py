@@ -1,0 +1,40 @@
+"""The audit log's HTTP API: read a chain, verify one chain or all of them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import azure.functions as func
+
+from kernel import runtime
+from kernel.governance.audit import AuditLog
+
+
+def _json(body: Any, status: int = 200) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body, indent=2, default=str), status_code=status, mimetype="application/json")
+
+
+def _log() -> AuditLog:
+    return AuditLog(runtime.adapters().tables)
+
+
+async def records(req: func.HttpRequest) -> func.HttpResponse:
+    """``?chain=AGENT&after=SEQ&limit=N``; without ``chain``, the list of chains."""
+    log = _log()
+    chain = req.params.get("chain")
+    if not chain:
+        return _json({"chains": await log.chains()})
+    try:
+        after = int(req.params.get("after", "0"))
+        limit = max(1, min(1000, int(req.params.get("limit", "200"))))
+    except ValueError:
+        return _json({"error": "'after' and 'limit' must be whole numbers"}, 400)
+    found = await log.records(chain, after_seq=after, limit=limit)
+    return _json({"chain": chain, "records": [record.to_dict() for record in found]})
+
+
+async def verify(req: func.HttpRequest) -> func.HttpResponse:
+    """``?chain=AGENT`` or every chain: ok, records checked, the first broken record per chain."""
+    report = await _log().verify(req.params.get("chain") or None)
+    return _json(report.to_dict(), 200 if report.ok else 409)

@@ -1,0 +1,75 @@
+"""The kernel's trigger on the MCP responses topic: each answer raised in the turn that waits for it.
+
+A turn that sent a tool request waits for an external event named by the call id; this delivers
+the gateway's response as that event. A response nobody can be waiting for — its turn does not
+exist or has finished (the answer came after the turn's timeout), or its correlation id is not
+one that turn could have asked for — is kept in the dead-letter store with the reason, and the
+other responses of the batch are delivered as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from kernel.deadletters import DeadLetterStore
+from kernel.messages import Envelope, describe_invalid
+from kernel.toolbus import RESPONSE_TYPE, belongs_to
+from kernel.topology import KERNEL_SUBSCRIPTION, MCP_RESPONSES
+
+log = logging.getLogger("aos.kernel.tools")
+SOURCE = f"{MCP_RESPONSES}/{KERNEL_SUBSCRIPTION}"
+_FINISHED = ("Completed", "Failed", "Terminated")
+
+
+@dataclass
+class DeliveryReport:
+    delivered: list[str] = field(default_factory=list)
+    dead_lettered: list[str] = field(default_factory=list)
+
+
+async def deliver_responses(bodies: list[tuple[bytes, str | None]], client: Any,
+                            deadletters: DeadLetterStore) -> DeliveryReport:
+    """Raise each response in its turn (``client``: a durable orchestration client)."""
+    report = DeliveryReport()
+    for body, message_id in bodies:
+        problem, kind = None, "malformed"
+        try:
+            envelope = Envelope.from_json(body)
+        except (ValidationError, ValueError) as error:
+            envelope, problem = None, f"malformed envelope on {MCP_RESPONSES}: {describe_invalid(error)}"
+        if envelope is not None:
+            problem = _contract_problem(envelope)
+        if envelope is not None and problem is None:
+            status = await client.get_status(envelope.to)
+            state = None if status is None or status.runtime_status is None else str(status.runtime_status.value)
+            kind = "unknown-correlation"
+            if state is None:
+                problem = f"response for unknown correlation id '{envelope.correlation_id}': no turn '{envelope.to}'"
+            elif state in _FINISHED:
+                kind = "late-response"
+                problem = (f"response for '{envelope.correlation_id}' arrived after turn '{envelope.to}' "
+                           f"finished ({state.lower()})")
+        if problem is not None:
+            report.dead_lettered.append(await deadletters.record(
+                kind=kind, reason=problem, body=body, source=SOURCE, message_id=message_id))
+            log.warning("%s", problem)
+            continue
+        assert envelope is not None and envelope.to and envelope.correlation_id
+        await client.raise_event(envelope.to, envelope.correlation_id, envelope.data)
+        report.delivered.append(envelope.correlation_id)
+    return report
+
+
+def _contract_problem(envelope: Envelope) -> str | None:
+    if envelope.type != RESPONSE_TYPE:
+        return f"'{envelope.type}' on {MCP_RESPONSES}: only '{RESPONSE_TYPE}' is answered here"
+    if not envelope.to or not envelope.correlation_id:
+        return f"response '{envelope.id}' names no turn ('to') or no correlation id"
+    if not belongs_to(envelope.correlation_id, envelope.to):
+        return (f"response for unknown correlation id '{envelope.correlation_id}': turn '{envelope.to}' "
+                "never asked for it")
+    return None
