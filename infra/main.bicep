@@ -87,6 +87,8 @@ param sendTopicsByRole object = {
   ]
   mcp: [
     'mcp-responses'
+    // the remote MCP tools (send_event, ask_agent) publish events to agents
+    'agent-events'
   ]
 }
 

@@ -88,7 +88,8 @@ def _banner(platform: Any) -> None:
     _echo(f"  agents: {', '.join(sorted(configs.agents))}  (configured {len(report['configured'])}, "
           f"unchanged {len(report['unchanged'])}, retired {len(report['retired'])})")
     enabled = sorted(s.id for s in configs.mcp_servers.values() if s.enabled)
-    _echo(f"  MCP servers: {', '.join(enabled)} (started on first tool call)")
+    _echo(f"  MCP servers: {', '.join(enabled)} (started on first tool call; turns reach them through the "
+          "gateway on Service Bus — `aos mcp servers`)")
     provider = settings.get("AOS_INFERENCE_ENDPOINT")
     _echo("  model: " + ("an OpenAI-compatible endpoint (AOS_INFERENCE_ENDPOINT)" if provider else
                          "the offline provider (no endpoint configured; every reply is labelled [offline])"))
@@ -97,6 +98,7 @@ def _banner(platform: Any) -> None:
               "warning(s) — run `aos validate`")
     _echo(f"  API: {platform.base_url}/api/agents  (function key: see `aos agents`, which finds it in "
           f"{platform.state_dir / 'run.json'})")
+    _echo(f"  remote MCP: {platform.base_url}/runtime/webhooks/mcp  (same key, x-functions-key; docs/remote-mcp.md)")
 
 
 async def _summary(platform: Any) -> None:

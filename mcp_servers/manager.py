@@ -166,6 +166,10 @@ class McpServerManager:
     def server_ids(self) -> list[str]:
         return sorted(self._servers)
 
+    def configs(self) -> list[McpServerConfig]:
+        """The server configs this manager was started with."""
+        return [self._servers[server_id].config for server_id in self.server_ids]
+
     def health(self) -> dict[str, dict[str, Any]]:
         """Per server: state, availability, last error (secret-free), restarts, failure streak,
         tool count, ``circuit_open_until`` and ``tools_refreshed_at`` (ISO UTC or null)."""

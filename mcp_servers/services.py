@@ -4,18 +4,29 @@ The manager starts every enabled server on first use (a Service Bus request or a
 once for all callers; the gateway in front of it reads agents' grants and servers' settings
 from the current configs, keeps call results in blob storage and writes the audit log, all
 through the kernel's ports. ``close_services()`` stops the servers at shutdown.
+
+MCP server configs are live: when a server is added, removed or changed, the next request gets
+a new manager started from the current configs, and the old one is closed once the calls it may
+still be running have had their timeout (so a config drop never cuts a call short). With
+``AOS_CONFIG_CONTAINER`` set, dropped configs are mirrored first, as in the realm app.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 
 from kernel import runtime, settings
+from kernel.config.drop import Mirror
+from kernel.config.loader import ConfigSet
 from kernel.config.store import ConfigStore, default_store
 from kernel.deadletters import DeadLetterStore
 from kernel.governance.audit import AuditLog
 from mcp_servers.gateway import ToolGateway
 from mcp_servers.manager import McpServerManager, resolver_from_store
+
+log = logging.getLogger("aos.mcp.services")
 
 
 class McpServices:
@@ -25,24 +36,51 @@ class McpServices:
         self.audit = AuditLog(self.adapters.tables)
         self.deadletters = DeadLetterStore(self.adapters.blobs, self.adapters.tables)
         self._gateway: ToolGateway | None = None
+        self._servers_version: dict[str, str] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
+        container = settings.get("AOS_CONFIG_CONTAINER")
+        self._mirror = Mirror(self.adapters.blobs, container, settings.config_drop_dir()) if container else None
+
+    async def current_configs(self) -> ConfigSet:
+        """The configs now (dropped ones mirrored first, at most every 30 s)."""
+        if self._mirror is not None:
+            await self._mirror.refresh()
+        return self.configs.current()
 
     async def gateway(self) -> ToolGateway:
-        """The gateway; the first call starts the declared MCP servers."""
+        """The gateway over a manager of the currently declared servers (started on first use)."""
+        configs = await self.current_configs()
+        declared = {server_id: configs.source("mcp_server", server_id).version for server_id in configs.mcp_servers}
         async with self._lock:
-            if self._gateway is None:
-                environ = settings.environment()
-                manager = McpServerManager(self.configs.current().mcp_servers.values(), app_root=settings.APP_ROOT,
-                                           resolver=resolver_from_store(self.adapters.secrets, environ))
+            if self._gateway is None or declared != self._servers_version:
+                manager = McpServerManager(configs.mcp_servers.values(), app_root=settings.APP_ROOT,
+                                           resolver=resolver_from_store(self.adapters.secrets, settings.environment()))
                 await manager.start()
+                previous = self._gateway
                 self._gateway = ToolGateway(manager, self.configs.current, self.adapters.blobs, self.audit)
+                self._servers_version = declared
+                if previous is not None:
+                    log.info("MCP server configs changed: started %d server(s) anew", len(declared))
+                    self._retire(previous)
             return self._gateway
 
-    @property
-    def started(self) -> bool:
-        return self._gateway is not None
+    def _retire(self, gateway: ToolGateway) -> None:
+        grace = max((config.timeouts.call_seconds for config in gateway.manager.configs()), default=0.0)
+
+        async def close_later() -> None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(grace)
+            await gateway.close()
+
+        task = asyncio.create_task(close_later(), name="mcp-retire-manager")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def close(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()  # close_later then closes its manager at once
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         if self._gateway is not None:
             await self._gateway.close()
             self._gateway = None

@@ -79,6 +79,20 @@ def test_platform_commands_against_a_running_platform(tmp_path: Path) -> None:
         found = _aos("memory", "cfo", "Fabrikam invoice", *common)
         assert found.returncode == 0 and "invoice.received" in found.stdout
 
+        servers = _aos("mcp", "servers", *common)
+        assert servers.returncode == 0, servers.stderr
+        states = {line.split()[0]: line.split()[2] for line in servers.stdout.splitlines()[1:]}
+        assert states == {"everything": "ready", "filesystem": "ready", "github": "disabled", "memory": "ready"}
+        tools = _aos("mcp", "tools", "everything", *common)
+        assert tools.returncode == 0 and "echo(message)" in tools.stdout
+        echoed = _aos("mcp", "call", "everything", "echo", "--args", '{"message": "from the cli"}', "--as", "cto", *common)
+        assert echoed.returncode == 0 and echoed.stdout.strip() == "Echo: from the cli", echoed.stderr
+        refused = _aos("mcp", "call", "filesystem", "write_file", "--args", '{"path": "workspace/x.txt", "content": "x"}',
+                       "--as", "cto", *common)
+        assert refused.returncode != 0 and "denied: agent 'cto' is granted only" in refused.stderr
+        assert not (REPO / "workspace" / "x.txt").exists()
+        assert "no pending approvals" in _aos("approvals", *common).stdout
+
         paused = _aos("pause", "cfo", *common)
         assert paused.returncode == 0 and "cfo: paused" in paused.stdout
         assert "cfo: sleeping" in _aos("resume", "cfo", *common).stdout

@@ -99,3 +99,22 @@ def test_every_subscription_has_an_owning_app_and_every_sent_topic_exists() -> N
     assert set(senders) == {"kernel", "realm", "mcp"}
     for role, sent in senders.items():
         assert set(sent) <= topics, f"{role} sends to topics the topology does not declare: {set(sent) - topics}"
+
+
+def test_each_app_may_send_to_every_topic_its_code_sends_to() -> None:
+    """Scan each role's package for ``.send(TOPIC, ...)`` calls: a missing Data Sender grant only
+    shows up in Azure, as a 401 on the first message."""
+    from kernel import topology as names
+
+    constants = {name: value for name, value in vars(names).items() if name.isupper() and isinstance(value, str)}
+    packages = {"kernel": "kernel", "realm": "realm_of_agents", "mcp": "mcp_servers"}
+    senders = default(tree("main.bicep"), "sendTopicsByRole")
+    for role, package in packages.items():
+        sent = set()
+        for path in (REPO / package).rglob("*.py"):
+            if "engine" in path.parts or path.name == "demo.py":  # the embedded engine and the local demo
+                continue
+            for constant in re.findall(r"sender\.send\(\s*([A-Z_]+)", path.read_text()):
+                sent.add(constants[constant])
+        assert sent <= set(senders[role]), f"{role} sends to {sorted(sent - set(senders[role]))} without a grant"
+        assert sent, f"found no sends in {package}: the scan is broken"

@@ -213,3 +213,27 @@ async def test_the_sample_tool_call_goes_through_the_gateway_and_lands_in_memory
     assert servers["everything"]["health"]["state"] == "ready"
     assert servers["github"]["health"]["state"] == "disabled"
     assert REPO.is_dir()
+
+
+@requires_mcp_servers
+async def test_a_dropped_mcp_server_config_is_served_without_a_restart(tmp_path: Path) -> None:
+    configs, _ = _setup(tmp_path)
+    async with running(tmp_path / "state", config_paths=configs) as platform:
+        before = {s["id"] for s in (await ok(platform, "GET", "mcp/servers"))["servers"]}
+        (Path(configs) / "memory.yaml").write_text(json.dumps({
+            "kind": "mcp_server", "id": "notes", "transport": "stdio", "command": "node",
+            "args": ["node_modules/@modelcontextprotocol/server-memory/dist/index.js"],
+            "env": {"MEMORY_FILE_PATH": str(tmp_path / "notes.jsonl")}}))
+
+        async def served() -> dict[str, Any] | None:
+            servers = {s["id"]: s for s in (await ok(platform, "GET", "mcp/servers"))["servers"]}
+            return servers.get("notes")
+
+        notes = await wait_until(served, timeout=30, interval=0.5, what="the dropped server to be served")
+        tools = await ok(platform, "GET", "mcp/servers/notes/tools")
+        denied = await platform.api("POST", "mcp/servers/notes/tools/read_graph/call", {"as": "keeper", "arguments": {}})
+
+    assert before == {"scratch", "everything"}
+    assert notes["health"]["state"] == "ready"
+    assert "read_graph" in {tool["name"] for tool in tools["tools"]}
+    assert denied[0] == 403 and "not granted MCP server 'notes'" in denied[1]["error"]
