@@ -22,7 +22,6 @@ from kernel.topology import KERNEL_SUBSCRIPTION, MCP_RESPONSES
 
 log = logging.getLogger("aos.kernel.tools")
 SOURCE = f"{MCP_RESPONSES}/{KERNEL_SUBSCRIPTION}"
-_FINISHED = ("Completed", "Failed", "Terminated")
 
 
 @dataclass
@@ -37,6 +36,7 @@ async def deliver_responses(bodies: list[tuple[bytes, str | None]], client: Any,
     report = DeliveryReport()
     for body, message_id in bodies:
         problem, kind = None, "malformed"
+        envelope: Envelope | None
         try:
             envelope = Envelope.from_json(body)
         except (ValidationError, ValueError) as error:
@@ -44,24 +44,29 @@ async def deliver_responses(bodies: list[tuple[bytes, str | None]], client: Any,
         if envelope is not None:
             problem = _contract_problem(envelope)
         if envelope is not None and problem is None:
-            status = await client.get_status(envelope.to)
-            state = None if status is None or status.runtime_status is None else str(status.runtime_status.value)
-            kind = "unknown-correlation"
-            if state is None:
-                problem = f"response for unknown correlation id '{envelope.correlation_id}': no turn '{envelope.to}'"
-            elif state in _FINISHED:
-                kind = "late-response"
-                problem = (f"response for '{envelope.correlation_id}' arrived after turn '{envelope.to}' "
-                           f"finished ({state.lower()})")
-        if problem is not None:
-            report.dead_lettered.append(await deadletters.record(
-                kind=kind, reason=problem, body=body, source=SOURCE, message_id=message_id))
-            log.warning("%s", problem)
-            continue
-        assert envelope is not None and envelope.to and envelope.correlation_id
-        await client.raise_event(envelope.to, envelope.correlation_id, envelope.data)
-        report.delivered.append(envelope.correlation_id)
+            assert envelope.to and envelope.correlation_id
+            try:  # raise first: the one Durable call the common case needs
+                await client.raise_event(envelope.to, envelope.correlation_id, envelope.data)
+                report.delivered.append(envelope.correlation_id)
+                continue
+            except Exception as error:  # the SDK raises a bare Exception with the extension's message
+                kind, problem = _undeliverable(error, envelope)
+        report.dead_lettered.append(await deadletters.record(
+            kind=kind, reason=problem or "undeliverable", body=body, source=SOURCE, message_id=message_id))
+        log.warning("%s", problem)
     return report
+
+
+def _undeliverable(error: Exception, envelope: Envelope) -> tuple[str, str]:
+    """Which dead letter a failed raise makes; other failures propagate (the broker redelivers)."""
+    text = str(error)
+    if text.startswith("No instance with ID"):  # 404
+        return "unknown-correlation", (f"response for unknown correlation id '{envelope.correlation_id}': "
+                                       f"no turn '{envelope.to}'")
+    if "is gone" in text:  # 410: completed, failed or terminated
+        return "late-response", (f"response for '{envelope.correlation_id}' arrived after turn '{envelope.to}' "
+                                 "had finished")
+    raise error
 
 
 def _contract_problem(envelope: Envelope) -> str | None:

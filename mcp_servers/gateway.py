@@ -8,13 +8,13 @@ and ``aos mcp call --as AGENT`` — the gateway is where the rules hold:
   result is data, never a way to reach a tool the agent was not given. Refusals are results the
   turn records (``is_error`` with ``error: "ToolDenied"``), and every refusal and every call is
   written to the agent's audit chain, arguments redacted and the result as a digest.
-* **One call per call id.** The first result of a call id (turn id and call index) is kept in
-  blob storage, ``toolcalls/<agent>/<digest>.json``, and a repeated request returns it without
-  calling the tool again. A create-only claim blob beside it makes two concurrent deliveries of
-  the same request call the tool once: the second waits for the first's result, and takes over
-  only when the claim goes stale (a live holder renews it every few seconds; a dead one does
-  not). Tools a server config lists under ``tools.idempotent`` are safe to repeat and are simply
-  called again.
+* **One call per call id.** The first request of a call id (turn id and call index) inserts a
+  create-only claim row (table ``toolcalls``, PartitionKey the agent); only the request that wins
+  it calls the tool, and the result is kept on that row (or, above 30,000 characters, in the blob
+  ``toolcalls/<agent>/<digest>.json`` the row names) before it is audited or answered. A repeated request — redelivered, retried, or concurrent — loses the claim and gets
+  that result back; it takes over only when the claim goes stale (a live holder renews it every
+  few seconds; a dead one does not). Tools a server config lists under ``tools.idempotent`` are
+  safe to repeat and are simply called again.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -30,11 +31,17 @@ from typing import Any, Protocol
 from kernel.config.loader import ConfigSet
 from kernel.config.models import ToolGrant
 from kernel.governance.redaction import digest, redact
-from kernel.ports import AlreadyExists, BlobStore, NotFound
+from kernel.ports import AlreadyExists, BlobStore, NotFound, TableStore
 from kernel.toolbus import error_result
 from mcp_servers.manager import McpManagerError, McpServerManager
 
+log = logging.getLogger("aos.mcp.gateway")
+
 CALLS_CONTAINER = "toolcalls"
+CLAIMS_TABLE = "toolcalls"
+#: Results up to this size live on the call's table row (a property holds 64 KiB); bigger ones in a blob.
+INLINE_RESULT_CHARS = 30_000
+AUDIT_ATTEMPTS = 3
 #: A call's holder renews its claim this often; a claim older than CLAIM_STALE_SECONDS is a dead holder's.
 CLAIM_RENEW_SECONDS = 2.0
 CLAIM_STALE_SECONDS = 8.0
@@ -49,11 +56,12 @@ class ToolGateway:
     """Allow-lists, once-only calls and audit in front of an :class:`McpServerManager`."""
 
     def __init__(self, manager: McpServerManager, configs: Callable[[], ConfigSet], results: BlobStore,
-                 audit: AuditSink | None = None, *, poll_seconds: float = 0.05) -> None:
+                 claims: TableStore, audit: AuditSink | None = None, *, poll_seconds: float = 0.05) -> None:
         """``configs()`` returns the current configs: agents' grants and servers' settings come from it."""
         self._manager = manager
         self._configs = configs
         self._results = results
+        self._claims = claims
         self._audit = audit
         self._poll = poll_seconds
 
@@ -97,8 +105,7 @@ class ToolGateway:
         config = self._configs().mcp_servers.get(server)
         if config is not None and tool in config.tools.idempotent:
             return await self._call_and_audit(agent_id, server, tool, arguments, call_id, actor)
-        return await self._once(agent_id, call_id,
-                                lambda: self._call_and_audit(agent_id, server, tool, arguments, call_id, actor))
+        return await self._once(agent_id, server, tool, arguments, call_id, actor)
 
     async def list_resources(self, agent_id: str, server: str) -> dict[str, Any]:
         refusal = self._refusal(agent_id, server, None)
@@ -142,72 +149,90 @@ class ToolGateway:
 
     # -- calls ---------------------------------------------------------------------------------
 
-    async def _call_and_audit(self, agent_id: str, server: str, tool: str, arguments: Mapping[str, Any],
-                              call_id: str, actor: str) -> dict[str, Any]:
+    async def _call(self, server: str, tool: str, arguments: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
         started = time.perf_counter()
         try:
             result = await self._manager.call_tool(server, tool, arguments)
         except McpManagerError as error:
             result = error_result(str(error), error=type(error).__name__)
+        return result, round((time.perf_counter() - started) * 1000, 1)
+
+    async def _call_and_audit(self, agent_id: str, server: str, tool: str, arguments: Mapping[str, Any],
+                              call_id: str, actor: str, *, claim: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Call, keep the result (on its ``claim``) before anything else can fail, then audit."""
+        result, elapsed = await self._call(server, tool, arguments)
+        if claim is not None:
+            await self._keep(claim, result)
         await self._record(agent_id, "tool.call", actor, {
             "server": server, "tool": tool, "call_id": call_id, "arguments": redact(dict(arguments)),
             "is_error": bool(result.get("is_error")), "error": result.get("error"),
-            "result_digest": digest(result), "ms": round((time.perf_counter() - started) * 1000, 1)})
+            "result_digest": digest(result), "ms": elapsed})
         return result
 
-    async def _once(self, agent_id: str, call_id: str, call: Callable[[], Any]) -> dict[str, Any]:
+    async def _once(self, agent_id: str, server: str, tool: str, arguments: Mapping[str, Any], call_id: str,
+                    actor: str) -> dict[str, Any]:
+        """The claim (a create-only table row) comes first: only its winner calls the tool."""
         key = hashlib.sha256(call_id.encode()).hexdigest()[:32]
-        result_name, claim_name = f"{agent_id}/{key}.json", f"{agent_id}/{key}.claim"
-        found = await self._stored(result_name)
-        if found is not None:
-            return found
+        claim = {"PartitionKey": agent_id, "RowKey": key, "call_id": call_id, "at": time.time()}
         try:
-            await self._results.put(CALLS_CONTAINER, claim_name, _claim(call_id), overwrite=False)
-        except AlreadyExists:  # another delivery of this request is calling the tool: wait for it
-            found = await self._wait_for(result_name, claim_name)
+            await self._claims.insert(CLAIMS_TABLE, claim)
+        except AlreadyExists:  # asked before: the kept result, or another delivery is calling it now
+            found = await self._wait_for(agent_id, key)
             if found is not None:
                 return found
-            await self._results.put(CALLS_CONTAINER, claim_name, _claim(call_id))  # it died: take over
-        renewing = asyncio.create_task(self._renew(claim_name, call_id))
+            await self._claims.upsert(CLAIMS_TABLE, {**claim, "at": time.time()})  # its holder died: take over
+        renewing = asyncio.create_task(self._renew(claim))
         try:
-            result = await call()
+            return await self._call_and_audit(agent_id, server, tool, arguments, call_id, actor, claim=claim)
         finally:
             renewing.cancel()
-        await self._results.put(CALLS_CONTAINER, result_name, json.dumps(result).encode(),
-                                content_type="application/json")
-        return result
 
-    async def _renew(self, claim_name: str, call_id: str) -> None:
+    async def _keep(self, claim: dict[str, Any], result: dict[str, Any]) -> None:
+        """The result on the claim row; one too big for a table property goes to a blob it names."""
+        text = json.dumps(result)
+        if len(text) <= INLINE_RESULT_CHARS:
+            await self._claims.upsert(CLAIMS_TABLE, {**claim, "result": text})
+            return
+        name = f"{claim['PartitionKey']}/{claim['RowKey']}.json"
+        await self._results.put(CALLS_CONTAINER, name, text.encode(), content_type="application/json")
+        await self._claims.upsert(CLAIMS_TABLE, {**claim, "result_blob": name})
+
+    async def _renew(self, claim: dict[str, Any]) -> None:
         """Keep the claim fresh while the call runs, so waiters know its holder is alive."""
         while True:
             await asyncio.sleep(CLAIM_RENEW_SECONDS)
             with contextlib.suppress(Exception):
-                await self._results.put(CALLS_CONTAINER, claim_name, _claim(call_id))
+                await self._claims.upsert(CLAIMS_TABLE, {**claim, "at": time.time()})
 
-    async def _stored(self, name: str) -> dict[str, Any] | None:
-        try:
-            return json.loads(await self._results.get(CALLS_CONTAINER, name))
-        except NotFound:
-            return None
-
-    async def _wait_for(self, result_name: str, claim_name: str) -> dict[str, Any] | None:
-        """The other holder's result, or ``None`` once its claim has gone stale (it died)."""
+    async def _wait_for(self, agent_id: str, key: str) -> dict[str, Any] | None:
+        """The kept result, or ``None`` once the claim has gone stale (its holder died)."""
         while True:
-            found = await self._stored(result_name)
-            if found is not None:
-                return found
             try:
-                renewed = float(json.loads(await self._results.get(CALLS_CONTAINER, claim_name))["at"])
-            except (NotFound, ValueError, KeyError, TypeError):
-                renewed = 0.0
-            if time.time() - renewed > CLAIM_STALE_SECONDS:
-                return await self._stored(result_name)
+                row = await self._claims.get(CLAIMS_TABLE, agent_id, key)
+            except NotFound:
+                return None
+            if row.get("result"):
+                return json.loads(row["result"])
+            if row.get("result_blob"):
+                return json.loads(await self._results.get(CALLS_CONTAINER, row["result_blob"]))
+            if time.time() - float(row.get("at") or 0) > CLAIM_STALE_SECONDS:
+                return None
             await asyncio.sleep(self._poll)
 
     async def _record(self, agent_id: str, kind: str, actor: str, data: dict[str, Any]) -> None:
-        if self._audit is not None:
-            await self._audit.append(agent_id, kind, actor=actor, data=data, subject=f"{data['server']}.{data['tool']}")
-
-
-def _claim(call_id: str) -> bytes:
-    return json.dumps({"call_id": call_id, "at": time.time()}).encode()
+        """Append to the agent's audit chain, retrying a failing store a few times. A record that
+        still cannot be written is logged (never the arguments) and the answer goes out: the call
+        has happened and its result is stored, so failing now would only hide that."""
+        if self._audit is None:
+            return
+        for attempt in range(AUDIT_ATTEMPTS):
+            try:
+                await self._audit.append(agent_id, kind, actor=actor, data=data,
+                                         subject=f"{data['server']}.{data['tool']}")
+                return
+            except Exception as error:  # noqa: BLE001 - storage errors of any adapter
+                if attempt == AUDIT_ATTEMPTS - 1:
+                    log.error("audit record %s for %s call %s could not be written: %s", kind, agent_id,
+                              data.get("call_id"), type(error).__name__)
+                    return
+                await asyncio.sleep(0.2 * 2 ** attempt)

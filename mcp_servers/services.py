@@ -58,7 +58,8 @@ class McpServices:
                                            resolver=resolver_from_store(self.adapters.secrets, settings.environment()))
                 await manager.start()
                 previous = self._gateway
-                self._gateway = ToolGateway(manager, self.configs.current, self.adapters.blobs, self.audit)
+                self._gateway = ToolGateway(manager, self.configs.current, self.adapters.blobs, self.adapters.tables,
+                                            self.audit)
                 self._servers_version = declared
                 if previous is not None:
                     log.info("MCP server configs changed: started %d server(s) anew", len(declared))

@@ -64,7 +64,7 @@ async def world(tmp_path: Path):
     manager = McpServerManager(configs.mcp_servers.values(), app_root=REPO,
                                policy=SupervisorPolicy(backoff_initial=0.05, liveness_interval=0.05))
     await manager.start()
-    gateway = ToolGateway(manager, lambda: configs, blobs, audit)
+    gateway = ToolGateway(manager, lambda: configs, blobs, tables, audit)
     try:
         yield gateway, audit, blobs, scratch
     finally:
@@ -125,7 +125,16 @@ async def test_a_repeated_call_id_returns_the_first_result_without_calling_again
     await gateway.call_tool("clerk", "scratch", "edit_file", _append(ledger, "two"), call_id="t2:1")
     assert ledger.read_text() == "one\ntwo\nEND\n"
     assert [r.kind for r in await audit.records("clerk")] == ["tool.call", "tool.call"]
-    assert len([n for n in await blobs.list(CALLS_CONTAINER, "clerk/") if n.endswith(".json")]) == 2
+    assert await blobs.list(CALLS_CONTAINER, "clerk/") == []  # small results live on the call's row
+
+
+async def test_a_result_too_big_for_a_table_row_is_kept_in_a_blob(world) -> None:
+    gateway, _, blobs, _ = world
+    message = "x" * 40_000
+    first = await gateway.call_tool("clerk", "everything", "echo", {"message": message}, call_id="t8:0")
+    again = await gateway.call_tool("clerk", "everything", "echo", {"message": "other"}, call_id="t8:0")
+    assert _text(first) == f"Echo: {message}" and again == first
+    assert len(await blobs.list(CALLS_CONTAINER, "clerk/")) == 1
 
 
 async def test_concurrent_deliveries_of_one_request_call_the_tool_once(world) -> None:
@@ -164,3 +173,30 @@ async def test_secrets_in_arguments_are_redacted_in_the_audit_record(world) -> N
     [record] = await audit.records("clerk")
     assert "sk-planted-1234" not in json.dumps(record.to_dict())
     assert record.data["arguments"]["message"] == "hello"
+
+
+class _BrokenAudit:
+    """An audit store that is down (a fault injector: every append fails)."""
+
+    appends = 0
+
+    async def append(self, *args, **kwargs):
+        self.appends += 1
+        raise ConnectionError("table storage is unreachable")
+
+
+async def test_an_audit_store_outage_never_makes_a_tool_run_twice(world, tmp_path: Path, caplog) -> None:
+    gateway, _, blobs, scratch = world
+    broken = _BrokenAudit()
+    claims = EmbeddedTableStore(tmp_path / "claims.sqlite")
+    same_servers = ToolGateway(gateway.manager, gateway._configs, blobs, claims, broken)
+    ledger = scratch / "ledger.txt"
+    try:
+        first = await same_servers.call_tool("clerk", "scratch", "edit_file", _append(ledger, "x"), call_id="t7:0")
+        again = await same_servers.call_tool("clerk", "scratch", "edit_file", _append(ledger, "x"), call_id="t7:0")
+    finally:
+        await claims.close()
+    assert first == again and first["is_error"] is False
+    assert ledger.read_text() == "x\nEND\n"
+    assert broken.appends == 3  # retried, then logged; the second request was answered from the stored result
+    assert "could not be written: ConnectionError" in caplog.text

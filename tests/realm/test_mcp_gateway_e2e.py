@@ -179,6 +179,11 @@ async def test_responses_and_requests_nobody_can_use_are_dead_lettered_with_the_
         await platform.host.send("mcp-requests", Envelope(type="mcp.call_tool", source="cfo", data={
             "op": "call_tool", "agent_id": "cfo", "instance_id": "turn-cfo-1", "call_id": "turn-cfo-1:0",
             "server": "everything", "tool": "echo", "arguments": {"message": "x"}, "surprise": 1}).to_json())
+        finished = await send_event(platform, "cto", "incident.opened", {"summary": "db latency"})
+        await settle(platform)
+        late = Envelope(type="mcp.response", source="mcp-gateway", to=finished["turn_id"],
+                        correlation_id=f"{finished['turn_id']}:0", data={"content": []})
+        await platform.host.send("mcp-responses", late.to_json())
         await settle(platform)
         letters = await deadletters(platform)
 
@@ -187,6 +192,8 @@ async def test_responses_and_requests_nobody_can_use_are_dead_lettered_with_the_
         reasons[letter["kind"]].append(letter["reason"])
     assert any("unknown correlation id 'turn-cfo-0000000000000000:3': no turn" in r for r in reasons["unknown-correlation"])
     assert any("'someone-else:1'" in r and "never asked for it" in r for r in reasons["malformed"]), reasons
+    assert reasons["late-response"] == [f"response for '{finished['turn_id']}:0' arrived after turn "
+                                        f"'{finished['turn_id']}' had finished"]
     malformed = " | ".join(reasons["malformed"])
     assert "malformed MCP request on mcp-requests" in malformed
     assert "unknown field 'surprise'" in malformed
