@@ -75,5 +75,5 @@ async def audit_records(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="audit/verify", methods=["GET"])
 async def audit_verify(req: func.HttpRequest) -> func.HttpResponse:
-    """Recompute the hash chains; 409 with the first broken record of each broken chain."""
+    """Recompute the hash chains; the first broken record of each broken chain."""
     return await audit_api.verify(req)

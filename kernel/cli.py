@@ -113,10 +113,11 @@ def _register_optional_commands() -> None:
         if isinstance(command, click.Command):
             main.add_command(command, name)
     from kernel.platform_cli import COMMANDS
+    from kernel.governance.cli import COMMANDS as AUDIT_COMMANDS
     from kernel.tools_cli import COMMANDS as TOOL_COMMANDS
     from realm_of_agents.context_cli import context_mcp
 
-    for command in [*COMMANDS, *TOOL_COMMANDS, context_mcp]:
+    for command in [*COMMANDS, *TOOL_COMMANDS, *AUDIT_COMMANDS, context_mcp]:
         main.add_command(command)
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -92,6 +93,20 @@ def test_platform_commands_against_a_running_platform(tmp_path: Path) -> None:
         assert refused.returncode != 0 and "denied: agent 'cto' is granted only" in refused.stderr
         assert not (REPO / "workspace" / "x.txt").exists()
         assert "no pending approvals" in _aos("approvals", *common).stdout
+
+        shown = _aos("audit", "show", "cto", *common)
+        assert shown.returncode == 0 and "tool.call" in shown.stdout and "tool.denied" in shown.stdout, shown.stderr
+        verified = _aos("audit", "verify", *common)
+        assert verified.returncode == 0 and "verified:" in verified.stdout, verified.stdout + verified.stderr
+        with sqlite3.connect(state / "tables.sqlite") as db:  # someone edits a record behind the platform's back
+            (properties,) = db.execute("SELECT properties FROM aos_table_entities WHERE tbl='audit' AND pk='cto' "
+                                       "AND rk='000000000001'").fetchone()
+            edited = json.loads(properties)
+            edited["actor"] = ["s", "someone-else"]
+            db.execute("UPDATE aos_table_entities SET properties=? WHERE tbl='audit' AND pk='cto' "
+                       "AND rk='000000000001'", (json.dumps(edited),))
+        tampered = _aos("audit", "verify", "--agent", "cto", *common)
+        assert tampered.returncode == 1 and "BROKEN at seq 1: hash mismatch" in tampered.stdout, tampered.stdout
 
         paused = _aos("pause", "cfo", *common)
         assert paused.returncode == 0 and "cfo: paused" in paused.stdout
