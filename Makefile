@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PY_STAMP   := $(VENV)/.aos-installed
+ML_STAMP   := $(VENV)/.aos-ml-installed
 NODE_STAMP := node_modules/.aos-installed
 
 .PHONY: setup run test schemas bench clean
@@ -12,6 +13,15 @@ $(BIN)/python:
 
 $(PY_STAMP): $(BIN)/python pyproject.toml requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# The ML extra (LoRA training, Azure ML jobs) only for the tests: `make run` does not need it.
+# torch goes first, alone, at the ml extra's pin: an unpinned torch (or one resolved with the other
+# packages) pulls GBs of CUDA packages. TORCH_PIP_ARGS (e.g. --index-url https://download.pytorch.org/whl/cpu)
+# picks the CPU wheel where the default index serves the CUDA one.
+$(ML_STAMP): $(PY_STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH_PIP_ARGS) "$$(grep -m1 -o 'torch==[0-9.]*' pyproject.toml)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ml]'
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -24,7 +34,7 @@ run: setup
 	$(BIN)/aos validate agent_configs mcp_configs
 	$(BIN)/aos run --demo
 
-test: setup
+test: setup $(ML_STAMP)
 	$(BIN)/python -m pytest
 
 schemas: setup

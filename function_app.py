@@ -5,11 +5,12 @@ serves all three, which is how it runs locally on the embedded engine or under `
 """
 
 import azure.durable_functions as df
-import azure.functions as func
 
+from kernel.governance.access import http_auth_level
 from kernel.roles import blueprints, selected_roles
 
-app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+# Function keys checked by the host, or (AOS_AUTH=entra) Entra ID tokens checked by each route.
+app = df.DFApp(http_auth_level=http_auth_level())
 
 for role in selected_roles():
     for bp in blueprints(role):

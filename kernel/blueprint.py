@@ -1,4 +1,4 @@
-"""The kernel app: platform-wide HTTP routes (health, config problems)."""
+"""The kernel app: platform-wide HTTP routes (health, config problems, audit, model usage)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from kernel.inference.factory import describe_provider
 from kernel.config.store import default_store
 from kernel.deadletters import DeadLetterStore
 from kernel.governance import api as audit_api
+from kernel.governance.access import requires
+from kernel.inference import api as usage_api
 from kernel.topology import AGENT_OUTPUTS, KERNEL_SUBSCRIPTION, MCP_RESPONSES
 
 bp = df.Blueprint()
@@ -29,11 +31,12 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
         {
             "status": "ok",
             "roles": roles.selected_roles(),
-            "model": describe_provider(settings.environment()),
+            "model": describe_provider(settings.environment(), configs.endpoints),
             "configs": {
                 "agents": len(configs.agents),
                 "adapters": len(configs.adapters),
                 "mcp_servers": len(configs.mcp_servers),
+                "inference_endpoints": len(configs.endpoints),
                 "errors": len(configs.errors),
                 "warnings": len(configs.problems) - len(configs.errors),
             },
@@ -42,6 +45,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="configs/problems", methods=["GET"])
+@requires("reader")
 def config_problems(req: func.HttpRequest) -> func.HttpResponse:
     """Every problem in the deployed configs, as `aos validate --format json` reports them."""
     configs = default_store().current()
@@ -68,12 +72,21 @@ async def deliver_tool_responses(messages: list[func.ServiceBusMessage], client:
 
 
 @bp.route(route="audit", methods=["GET"])
+@requires("admin")
 async def audit_records(req: func.HttpRequest) -> func.HttpResponse:
     """An audit chain's records (``?chain=AGENT&after=SEQ``), or the chains."""
     return await audit_api.records(req)
 
 
 @bp.route(route="audit/verify", methods=["GET"])
+@requires("admin")
 async def audit_verify(req: func.HttpRequest) -> func.HttpResponse:
     """Recompute the hash chains; the first broken record of each broken chain."""
     return await audit_api.verify(req)
+
+
+@bp.route(route="usage", methods=["GET"])
+@requires("reader")
+async def model_usage(req: func.HttpRequest) -> func.HttpResponse:
+    """Tokens per agent, adapter, endpoint and day (``?agent=ID[,ID]&days=N``), cache hits and fallbacks."""
+    return await usage_api.usage(req)

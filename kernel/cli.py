@@ -27,7 +27,7 @@ def _load(paths: tuple[str, ...]) -> ConfigSet:
 
 def _summary(configs: ConfigSet) -> str:
     counts = (
-        f"{len(configs.files)} file(s): {len(configs.agents)} agent(s), "
+        f"{len(configs.files)} file(s): {len(configs.endpoints)} inference endpoint(s), {len(configs.agents)} agent(s), "
         f"{len(configs.adapters)} adapter(s), {len(configs.mcp_servers)} MCP server(s) valid"
     )
     errors = len(configs.errors)
@@ -55,6 +55,7 @@ def validate(paths: tuple[str, ...], output_format: str) -> None:
             "agents": sorted(configs.agents),
             "adapters": sorted(configs.adapters),
             "mcp_servers": sorted(configs.mcp_servers),
+            "endpoints": sorted(configs.endpoints),
             "problems": [problem.to_dict() for problem in configs.problems],
         }
         click.echo(json.dumps(report, indent=2))
@@ -112,16 +113,28 @@ def _register_optional_commands() -> None:
         command = getattr(engine_cli, name, None)
         if isinstance(command, click.Command):
             main.add_command(command, name)
+    from kernel.inference.cli import COMMANDS as INFERENCE_COMMANDS
     from kernel.platform_cli import COMMANDS
     from kernel.governance.cli import COMMANDS as AUDIT_COMMANDS
     from kernel.tools_cli import COMMANDS as TOOL_COMMANDS
     from realm_of_agents.context_cli import context_mcp
 
-    for command in [*COMMANDS, *TOOL_COMMANDS, *AUDIT_COMMANDS, context_mcp]:
+    for command in [*COMMANDS, *TOOL_COMMANDS, *INFERENCE_COMMANDS, *AUDIT_COMMANDS, context_mcp]:
         main.add_command(command)
 
 
 _register_optional_commands()
+
+
+def _register_adapter_commands() -> None:
+    """`aos adapters` (kernel/ml/cli.py): train, register and list LoRA adapters, export their data."""
+    from kernel.ml.cli import COMMANDS as ADAPTER_COMMANDS
+
+    for command in ADAPTER_COMMANDS:
+        main.add_command(command)
+
+
+_register_adapter_commands()
 
 
 if __name__ == "__main__":

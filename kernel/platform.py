@@ -123,10 +123,15 @@ class Platform:
             return result.status, text
 
     async def sync(self) -> dict[str, Any]:
-        status, report = await self.api("POST", "agents/sync")
-        if status != 200:
-            raise PlatformError(f"agent sync failed ({status}): {report}")
-        return report
+        """Register agents from the current configs, as ``POST /api/agents/sync`` does (called in
+        process, so it needs no credential whatever AOS_AUTH says)."""
+        from realm_of_agents import registration
+        from realm_of_agents.services import services
+
+        realm = services()
+        report = await registration.sync(self.host.client, await realm.current_configs(refresh=True),
+                                         realm.adapters.tables)
+        return report.to_dict()
 
     async def wait_idle(self, timeout: float = 60.0) -> None:
         await self.host.wait_idle(timeout)

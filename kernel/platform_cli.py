@@ -90,15 +90,33 @@ def _banner(platform: Any) -> None:
     enabled = sorted(s.id for s in configs.mcp_servers.values() if s.enabled)
     _echo(f"  MCP servers: {', '.join(enabled)} (started on first tool call; turns reach them through the "
           "gateway on Service Bus — `aos mcp servers`)")
-    provider = settings.get("AOS_INFERENCE_ENDPOINT")
-    _echo("  model: " + ("an OpenAI-compatible endpoint (AOS_INFERENCE_ENDPOINT)" if provider else
-                         "the offline provider (no endpoint configured; every reply is labelled [offline])"))
+    _echo("  models: " + _models_line(configs))
     if configs.problems:
         _echo(f"  config problems: {len(configs.errors)} error(s), {len(configs.problems) - len(configs.errors)} "
               "warning(s) — run `aos validate`")
     _echo(f"  API: {platform.base_url}/api/agents  (function key: see `aos agents`, which finds it in "
           f"{platform.state_dir / 'run.json'})")
     _echo(f"  remote MCP: {platform.base_url}/runtime/webhooks/mcp  (same key, x-functions-key; docs/remote-mcp.md)")
+
+
+def _models_line(configs: Any) -> str:
+    """Which agents a model answers, and which the offline provider answers (and why)."""
+    default = settings.get("AOS_INFERENCE_ENDPOINT").strip()
+    online: list[str] = []
+    offline: dict[str, list[str]] = {}
+    for agent in sorted(configs.agents.values(), key=lambda a: a.id):
+        named = agent.model.endpoint
+        endpoint = configs.endpoints.get(named) if named else None
+        if endpoint is not None and endpoint.enabled:
+            online.append(f"{agent.id} → {named}")
+        elif named:
+            offline.setdefault(f"endpoint '{named}' is disabled", []).append(agent.id)
+        elif default:
+            online.append(f"{agent.id} → AOS_INFERENCE_ENDPOINT")
+        else:
+            offline.setdefault("no endpoint configured", []).append(agent.id)
+    parts = online + [f"{', '.join(ids)} offline ({why})" for why, ids in offline.items()]
+    return "; ".join(parts) + ("; offline replies are labelled [offline]" if offline else "")
 
 
 async def _summary(platform: Any) -> None:

@@ -71,6 +71,15 @@ SETTINGS: dict[str, Setting] = {
         Setting("AOS_KEY_VAULT_URL", "", "Key Vault URL for ${secret:NAME}; empty reads secrets from the environment."),
         Setting("AOS_SECRET_CACHE_SECONDS", "300", "How long Key Vault secret values are cached in memory."),
         Setting(
+            "AOS_AUTH",
+            "keys",
+            "How HTTP callers prove who they are: 'keys' (function keys, checked by the host; a key holder "
+            "is an admin) or 'entra' (Entra ID bearer tokens with the app roles reader, operator, admin).",
+        ),
+        Setting("AOS_AUTH_TENANT_ID", "", "With AOS_AUTH=entra: the Entra tenant whose tokens are accepted."),
+        Setting("AOS_AUTH_AUDIENCE", "", "With AOS_AUTH=entra: accepted token audiences (comma list: app id URI, client id)."),
+        Setting("AOS_AUTH_JWKS_URL", "", "With AOS_AUTH=entra: the signing keys' URL (default: the tenant's Entra keys)."),
+        Setting(
             "AOS_INFERENCE_ENDPOINT",
             "",
             "Base URL of an OpenAI-compatible endpoint (Azure OpenAI /openai/v1, vLLM, LoRAX, Ollama); "
@@ -94,6 +103,24 @@ SETTINGS: dict[str, Setting] = {
             "AOS_URL",
             "http://127.0.0.1:7071",
             "Base URL of a running platform, for the aos commands that talk to one (aos agents, aos send-event).",
+        ),
+        Setting(
+            "AOS_ADAPTER_REGISTRY_DIR",
+            "",
+            "Local LoRA adapter registry folder (aos adapters); empty is AOS_STATE_DIR/adapters.",
+        ),
+        Setting("AOS_AML_SUBSCRIPTION_ID", "", "Azure ML workspace subscription, for aos adapters train / register."),
+        Setting("AOS_AML_RESOURCE_GROUP", "", "Azure ML workspace resource group."),
+        Setting("AOS_AML_WORKSPACE", "", "Azure ML workspace name; empty: adapters train locally or as --dry-run YAML only."),
+        Setting(
+            "AOS_AML_COMPUTE",
+            "",
+            "Azure ML compute cluster for training jobs when the adapter names none; empty runs on serverless compute.",
+        ),
+        Setting(
+            "AOS_AML_ENVIRONMENT",
+            "",
+            "Registered Azure ML environment for training jobs (azureml:NAME:VERSION); empty builds one from the pins.",
         ),
     )
 }
@@ -128,6 +155,15 @@ def state_dir(environ: Mapping[str, str] | None = None) -> Path:
 def config_drop_dir(environ: Mapping[str, str] | None = None) -> Path:
     """Where configs dropped into the AOS_CONFIG_CONTAINER blob container are mirrored."""
     return state_dir(environ) / "config-drop" / "agent_configs"
+
+
+def adapter_registry_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The local adapter registry: AOS_ADAPTER_REGISTRY_DIR (relative to the app root), else AOS_STATE_DIR/adapters."""
+    raw = get("AOS_ADAPTER_REGISTRY_DIR", environ).strip()
+    if not raw:
+        return state_dir(environ) / "adapters"
+    path = Path(raw)
+    return path if path.is_absolute() else APP_ROOT / path
 
 
 def environment() -> Mapping[str, str]:

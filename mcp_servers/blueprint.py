@@ -8,6 +8,7 @@ from __future__ import annotations
 import azure.durable_functions as df
 import azure.functions as func
 
+from kernel.governance.access import requires
 from kernel.topology import GATEWAY_SUBSCRIPTION, MCP_REQUESTS
 from mcp_servers import api, bus
 from mcp_servers.services import services
@@ -26,18 +27,21 @@ async def mcp_gateway(message: func.ServiceBusMessage) -> None:
 
 
 @bp.route(route="mcp/servers", methods=["GET"])
+@requires("reader")
 async def list_servers(req: func.HttpRequest) -> func.HttpResponse:
     """Declared MCP servers with health: state, last error, restarts, tool count."""
     return await api.list_servers(req)
 
 
 @bp.route(route="mcp/servers/{server_id}/tools", methods=["GET"])
+@requires("reader")
 async def list_server_tools(req: func.HttpRequest) -> func.HttpResponse:
     """A server's tools (after its include/exclude filters) with their input schemas."""
     return await api.list_tools(req)
 
 
 @bp.route(route="mcp/servers/{server_id}/tools/{tool}/call", methods=["POST"])
+@requires("operator")
 async def call_server_tool(req: func.HttpRequest) -> func.HttpResponse:
     """Call a tool as an agent: its grants apply and the call is audited."""
     return await api.call_tool(req)

@@ -30,14 +30,14 @@ _context_tools: list[dict[str, Any]] = []
 
 
 async def assess(request: dict[str, Any]) -> dict[str, Any]:
-    """Purpose alignment: the model's judgement when a model is configured, else lexical (labelled)."""
+    """Purpose alignment: the model's judgement when the agent's endpoint reaches a model, else lexical (labelled)."""
     agent = AgentConfig.model_validate(request["config"])
     event = request["event"]
-    provider = await services().inference()
+    router = await services().inference()
     fallback = ""
-    if provider.name != "offline":
+    if router.uses_model(agent.model.endpoint):
         try:
-            judged = await _model_alignment(provider, agent, event)
+            judged = await _model_alignment(router, agent, event)
         except InferenceError as error:  # the turn's own model call will meet the same endpoint
             log.warning("agent %s: purpose check by model failed (%s); using lexical", agent.id, error)
             judged, fallback = None, f" (the model could not judge: {error})"
@@ -50,16 +50,23 @@ async def assess(request: dict[str, Any]) -> dict[str, Any]:
     return lexical
 
 
-async def _model_alignment(provider: Any, agent: AgentConfig, event: dict[str, Any]) -> dict[str, Any] | None:
+#: The purpose check's answer, asked for as structured output where the endpoint supports it.
+ALIGNMENT_FORMAT = {"type": "json_schema", "json_schema": {"name": "purpose_alignment", "strict": True, "schema": {
+    "type": "object", "additionalProperties": False, "required": ["aligned", "reason"],
+    "properties": {"aligned": {"type": "boolean"}, "reason": {"type": "string"}}}}}
+
+
+async def _model_alignment(router: Any, agent: AgentConfig, event: dict[str, Any]) -> dict[str, Any] | None:
     question = (
         f"Agent purpose: {agent.purpose}\nIn scope: {'; '.join(agent.scope.in_scope) or '-'}\n"
         f"Out of scope: {'; '.join(agent.scope.out_of_scope) or '-'}\n"
         f"Event type: {event['type']}\nEvent data: {json.dumps(event.get('data'))[:4000]}\n"
         'Does this event belong to the agent\'s purpose? Answer only JSON: {"aligned": true|false, "reason": "..."}'
     )
-    model = agent.model.adapter.name if agent.model.adapter else None
-    completion = await provider.complete(ChatRequest(agent.id, [ChatMessage("user", question)], model=model,
-                                                     temperature=0.0, max_tokens=200))
+    completion = await router.complete(ChatRequest(
+        agent.id, [ChatMessage("user", question)], endpoint=agent.model.endpoint,
+        adapter=agent.model.adapter.name if agent.model.adapter else None, temperature=0.0, max_tokens=200,
+        response_format=ALIGNMENT_FORMAT))
     text = completion.content
     try:
         answer = json.loads(text[text.index("{"): text.rindex("}") + 1])
@@ -68,11 +75,21 @@ async def _model_alignment(provider: Any, agent: AgentConfig, event: dict[str, A
         log.warning("agent %s: the model's alignment answer was not the JSON asked for; using lexical", agent.id)
         return None
     return {"aligned": aligned, "score": 1.0 if aligned else 0.0, "reason": reason, "method": "model",
-            "matched_terms": [], "out_of_scope": None}
+            "matched_terms": [], "out_of_scope": None, "model": _route(completion)}
+
+
+def _route(completion: Any) -> dict[str, Any]:
+    """Where an answer came from: endpoint, model, adapter, fallback, cache."""
+    return {"provider": completion.provider, "endpoint": completion.endpoint, "model": completion.model,
+            "adapter": completion.adapter, "fallback": completion.fallback, "cached": completion.cached}
 
 
 async def model_call(request: dict[str, Any]) -> dict[str, Any]:
-    """One model call offering the agent's context tools plus the MCP tools the gateway listed for it."""
+    """One model call offering the agent's context tools plus the MCP tools the gateway listed for it.
+
+    It goes to the agent's endpoint with its adapter (``kernel.inference.router``); the completion
+    comes back with where it came from: ``endpoint``, ``adapter``, ``fallback`` (the base model
+    answered, and why), ``cached``, ``attempts`` and ``note`` (why the offline provider answered)."""
     agent_id = request["agent_id"]
     settings = request.get("model") or {}
     listing = request.get("tools") or {"tools": [], "unavailable": {}}
@@ -84,12 +101,13 @@ async def model_call(request: dict[str, Any]) -> dict[str, Any]:
         agent_id=agent_id,
         messages=[_message(m) for m in request["messages"]],
         tools=specs,
-        model=adapter["name"] if adapter else None,
+        endpoint=settings.get("endpoint") or None,
+        adapter=adapter["name"] if adapter else None,
         temperature=float(settings.get("temperature", 0.2)),
         max_tokens=int(settings.get("max_tokens", 1024)),
     )
-    provider = await services().inference()
-    completion = (await provider.complete(chat)).to_dict()
+    router = await services().inference()
+    completion = (await router.complete(chat)).to_dict()
     completion["offered_tools"] = [spec.name for spec in specs]
     completion["unavailable_servers"] = listing.get("unavailable") or {}
     return completion
@@ -195,18 +213,20 @@ async def send_event(request: dict[str, Any]) -> None:
 
 async def summarize(request: dict[str, Any]) -> str | None:
     """One summary line, written by the model, for a turn leaving the agent's recent window."""
-    provider = await services().inference()
-    if provider.name == "offline":
+    settings = request.get("model") or {}
+    router = await services().inference()
+    if not router.uses_model(settings.get("endpoint") or None):
         return None
     turn = request["turn"]
     earlier = "\n".join(request.get("summary") or []) or "(none)"
     prompt = (f"Earlier summary lines:\n{earlier}\n\nTurn at {turn['time'][:16]}: event {turn['event_type']}, "
               f"outcome {turn['outcome']}: {turn['text']}\n\nWrite ONE line (at most 25 words) that keeps what "
               "matters from this turn for the future. Answer with the line only.")
-    adapter = (request.get("model") or {}).get("adapter") or None
-    completion = await provider.complete(ChatRequest(request["agent_id"], [ChatMessage("user", prompt)],
-                                                     model=adapter["name"] if adapter else None, temperature=0.0,
-                                                     max_tokens=80))
+    adapter = settings.get("adapter") or None
+    completion = await router.complete(ChatRequest(request["agent_id"], [ChatMessage("user", prompt)],
+                                                   endpoint=settings.get("endpoint") or None,
+                                                   adapter=adapter["name"] if adapter else None, temperature=0.0,
+                                                   max_tokens=80))
     line = " ".join(completion.content.split())
     return f"{turn['time'][:16]} {turn['event_type']} ({turn['outcome']}): {line}" if line else None
 

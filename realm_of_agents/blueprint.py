@@ -10,6 +10,7 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
+from kernel.governance.access import requires
 from kernel.topology import AGENT_EVENTS, REALM_SUBSCRIPTION
 from realm_of_agents import activities, api, commands, registration, schedules, turn
 from realm_of_agents.entity import ENTITY_NAME, agent_entity
@@ -133,6 +134,7 @@ async def agent_config_sync(timer: func.TimerRequest, client: df.DurableOrchestr
 
 @bp.route(route="agents", methods=["GET"])
 @bp.durable_client_input(client_name="client")
+@requires("reader")
 async def list_agents(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Every agent, declared or retired, with status and counters."""
     return await api.list_agents(req, client)
@@ -140,6 +142,7 @@ async def list_agents(req: func.HttpRequest, client: df.DurableOrchestrationClie
 
 @bp.route(route="agents/sync", methods=["POST"])
 @bp.durable_client_input(client_name="client")
+@requires("admin")
 async def sync_agents(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Register agents from the current configs now."""
     return await api.sync_agents(req, client)
@@ -147,6 +150,7 @@ async def sync_agents(req: func.HttpRequest, client: df.DurableOrchestrationClie
 
 @bp.route(route="agents/{agent_id}", methods=["GET"])
 @bp.durable_client_input(client_name="client")
+@requires("reader")
 async def get_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """One agent: status, purpose, goals, counters, memory."""
     return await api.get_agent(req, client)
@@ -154,6 +158,7 @@ async def get_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient
 
 @bp.route(route="agents/{agent_id}/events", methods=["POST"])
 @bp.durable_client_input(client_name="client")
+@requires("operator")
 async def send_agent_event(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Send an event to the agent (through the agent-events topic, like any other event)."""
     return await api.send_event(req, client)
@@ -161,36 +166,42 @@ async def send_agent_event(req: func.HttpRequest, client: df.DurableOrchestratio
 
 @bp.route(route="agents/{agent_id}/pause", methods=["POST"])
 @bp.durable_client_input(client_name="client")
+@requires("operator")
 async def pause_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     return await api.command(req, client, "pause")
 
 
 @bp.route(route="agents/{agent_id}/resume", methods=["POST"])
 @bp.durable_client_input(client_name="client")
+@requires("operator")
 async def resume_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     return await api.command(req, client, "resume")
 
 
 @bp.route(route="agents/{agent_id}/retire", methods=["POST"])
 @bp.durable_client_input(client_name="client")
+@requires("admin")
 async def retire_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     return await api.command(req, client, "retire")
 
 
 @bp.route(route="agents/{agent_id}/facts", methods=["POST"])
 @bp.durable_client_input(client_name="client")
+@requires("operator")
 async def remember_fact(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     return await api.remember(req, client)
 
 
 @bp.route(route="agents/{agent_id}/goals/{goal_id}", methods=["POST"])
 @bp.durable_client_input(client_name="client")
+@requires("operator")
 async def update_goal(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     return await api.update_goal(req, client)
 
 
 @bp.route(route="agents/{agent_id}/memory", methods=["GET"])
 @bp.durable_client_input(client_name="client")
+@requires("reader")
 async def search_memory(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Search the agent's archived turns and hot memory: ?q=words&limit=10."""
     return await api.search_memory(req, client)
@@ -198,41 +209,48 @@ async def search_memory(req: func.HttpRequest, client: df.DurableOrchestrationCl
 
 @bp.route(route="agents/{agent_id}/turns", methods=["GET"])
 @bp.durable_client_input(client_name="client")
+@requires("reader")
 async def recent_turns(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     return await api.recent_turns(req, client)
 
 
 @bp.route(route="agents/{agent_id}/turns/{turn_id}", methods=["GET"])
 @bp.durable_client_input(client_name="client")
+@requires("reader")
 async def get_turn(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """A turn in full from the archive, or its progress while it runs."""
     return await api.get_turn(req, client)
 
 
 @bp.route(route="deadletters", methods=["GET"])
+@requires("reader")
 async def list_deadletters(req: func.HttpRequest) -> func.HttpResponse:
     """Messages the platform could not act on, newest first, with the reason."""
     return await api.list_deadletters(req)
 
 
 @bp.route(route="deadletters/{record_id}", methods=["GET"])
+@requires("reader")
 async def get_deadletter(req: func.HttpRequest) -> func.HttpResponse:
     return await api.get_deadletter(req)
 
 
 @bp.route(route="approvals", methods=["GET"])
+@requires("reader")
 async def list_approvals(req: func.HttpRequest) -> func.HttpResponse:
     """Tool calls waiting for a human decision, with their deadlines."""
     return await api.list_approvals(req)
 
 
 @bp.route(route="approvals/{approval_id}", methods=["GET"])
+@requires("reader")
 async def get_approval(req: func.HttpRequest) -> func.HttpResponse:
     return await api.get_approval(req)
 
 
 @bp.route(route="approvals/{approval_id}", methods=["POST"])
 @bp.durable_client_input(client_name="client")
+@requires("operator")
 async def answer_approval(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Approve or decline: ``{"approve": true|false, "by": "name", "reason": "..."}``."""
     return await api.answer_approval(req, client)

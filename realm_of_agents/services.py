@@ -2,7 +2,7 @@
 
 Functions get their dependencies here rather than from globals scattered through modules: the
 storage and messaging ports (``kernel.adapters.Adapters``), the turn archive, the dead-letter
-store, approvals, the audit log and the inference provider. Async functions of one app share one event
+store, approvals, the audit log and the inference router. Async functions of one app share one event
 loop (the Python worker's, or the embedded engine's), and the adapters are asyncio objects, so
 there is one ``RealmServices`` per loop. ``close_services()`` closes them at shutdown.
 
@@ -20,7 +20,7 @@ from kernel.config.drop import Mirror
 from kernel.config.loader import ConfigSet
 from kernel.config.models import AgentConfig, ToolGrant
 from kernel.config.store import ConfigStore, default_store
-from kernel.inference.port import InferenceProvider
+from kernel.inference.router import InferenceRouter
 from kernel.deadletters import DeadLetterStore
 from kernel.governance.audit import AuditLog
 from realm_of_agents.approvals import ApprovalStore
@@ -37,7 +37,7 @@ class RealmServices:
         self.deadletters = DeadLetterStore(self.adapters.blobs, self.adapters.tables)
         self.approvals = ApprovalStore(self.adapters.tables)
         self.audit = AuditLog(self.adapters.tables)
-        self._inference: InferenceProvider | None = None
+        self._inference: InferenceRouter | None = None
         container = settings.get("AOS_CONFIG_CONTAINER", self.environ)
         self._mirror = Mirror(self.adapters.blobs, container, settings.config_drop_dir(self.environ)) if container else None
 
@@ -55,16 +55,19 @@ class RealmServices:
         agent = self.agent(agent_id)
         return list(agent.tools) if agent is not None else []
 
-    async def inference(self) -> InferenceProvider:
+    async def inference(self) -> InferenceRouter:
+        """The router for agents' model calls: the endpoints declared in config (read at each call)
+        plus the app settings' default endpoint; one per loop, as its pools are asyncio objects."""
         if self._inference is None:
-            from kernel.inference.factory import provider_from_settings
+            from kernel.inference.factory import router
 
-            self._inference = await provider_from_settings(self.environ, self.adapters.secrets)
+            self._inference = router(self.environ, lambda: self.configs.current().endpoints,
+                                     secrets=self.adapters.secrets, tables=self.adapters.tables)
         return self._inference
 
     async def close(self) -> None:
-        if self._inference is not None and hasattr(self._inference, "close"):
-            await self._inference.close()  # type: ignore[attr-defined]
+        if self._inference is not None:
+            await self._inference.close()
         if self._owns_adapters:
             await self.adapters.close()
         else:

@@ -198,7 +198,9 @@ class _Turn:
                                "model": completion["model"], "content": completion["content"],
                                "tool_calls": completion["tool_calls"], "usage": completion["usage"],
                                "offered_tools": completion.get("offered_tools"),
-                               "unavailable_servers": completion.get("unavailable_servers")})
+                               "unavailable_servers": completion.get("unavailable_servers"),
+                               **{key: completion[key] for key in ("endpoint", "adapter", "fallback", "cached",
+                                                                   "attempts", "note") if completion.get(key)}})
             if not completion["tool_calls"]:
                 self.reply = completion["content"]
                 self.rationale = f"{self.alignment['reason']} ({self.alignment['method']} alignment); answered by {completion['provider']}"

@@ -24,6 +24,7 @@ ROLE_FUNCTIONS = {
         "deliver_tool_responses": ("serviceBusTrigger", None),
         "audit_records": ("httpTrigger", "audit"),
         "audit_verify": ("httpTrigger", "audit/verify"),
+        "model_usage": ("httpTrigger", "usage"),
     },
     "realm": {
         "agent": ("entityTrigger", None),

@@ -38,7 +38,8 @@ def test_run_demo_prints_every_turn_and_exits_when_idle(tmp_path: Path) -> None:
     result = _aos("run", "--demo", "--exit-when-idle", "--port", "0", "--state", str(tmp_path / "state"), timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "the offline provider" in out and "Demo done: 6 turn(s)" in out
+    assert "offline (endpoint 'local-lora' is disabled)" in out and "offline replies are labelled [offline]" in out
+    assert "Demo done: 6 turn(s)" in out
     assert out.count("── turn ") == 6
     assert "cto ← pricing.question from api  →  DECLINED" in out and "outside this agent's scope" in out
     assert "tool     memory.create_entities → ok" in out

@@ -23,6 +23,7 @@ from kernel.config.models import (
     AdapterConfig,
     AgentConfig,
     Document,
+    InferenceEndpointConfig,
     McpServerConfig,
     document_id,
 )
@@ -39,6 +40,7 @@ FOLDER_KINDS = {"agent_configs": "agent", "mcp_configs": "mcp_server"}
 #: reach a model or a log verbatim, so they are refused.
 REFERENCE_FIELDS: dict[str, set[str]] = {
     "mcp_server": {"env", "headers", "url", "args", "command", "cwd"},
+    "inference_endpoint": {"url", "auth"},
 }
 
 
@@ -58,6 +60,7 @@ class ConfigSet:
     agents: dict[str, AgentConfig] = field(default_factory=dict)
     adapters: dict[str, AdapterConfig] = field(default_factory=dict)
     mcp_servers: dict[str, McpServerConfig] = field(default_factory=dict)
+    endpoints: dict[str, InferenceEndpointConfig] = field(default_factory=dict)
     sources: dict[tuple[str, str], Source] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
@@ -71,7 +74,8 @@ class ConfigSet:
         return not self.errors
 
     def by_kind(self, kind: str) -> dict[str, Any]:
-        return {"agent": self.agents, "adapter": self.adapters, "mcp_server": self.mcp_servers}[kind]
+        return {"agent": self.agents, "adapter": self.adapters, "mcp_server": self.mcp_servers,
+                "inference_endpoint": self.endpoints}[kind]
 
     def source(self, kind: str, doc_id: str) -> Source:
         return self.sources[(kind, doc_id)]
@@ -316,6 +320,24 @@ def _check_references_between(loaded: list[_Loaded], result: ConfigSet) -> None:
             del result.sources[("agent", agent.id)]
 
 
+def _serving_problems(agent: AgentConfig, endpoint: InferenceEndpointConfig, adapter: AdapterConfig,
+                      item: _Loaded) -> Iterable[Problem]:
+    """Warnings (never errors: the endpoint may change first) when an enabled endpoint will not serve
+    the agent's adapter as it stands."""
+    serving = endpoint.adapters
+    if adapter.name not in serving.served and not serving.discover and not serving.on_demand:
+        outcome = f"its calls use base model '{endpoint.base_model}'" if serving.fallback else "its calls fail"
+        yield _at(item.parsed, item.file, ("model", "adapter", "name"),
+                  f"adapter '{adapter.name}' is not among the adapters inference endpoint '{endpoint.id}' serves: "
+                  f"{outcome} (add it to adapters.served, or set adapters.discover or adapters.on_demand)",
+                  severity="warning", code="adapter-not-served")
+    if endpoint.type in ("vllm", "lorax") and adapter.base_model != endpoint.base_model:
+        yield _at(item.parsed, item.file, ("model", "adapter", "name"),
+                  f"adapter '{adapter.name}' extends '{adapter.base_model}', but inference endpoint '{endpoint.id}' "
+                  f"serves base model '{endpoint.base_model}': a LoRA only loads on the model it was trained on",
+                  severity="warning", code="adapter-base-model")
+
+
 def _agent_reference_problems(agent: AgentConfig, item: _Loaded, result: ConfigSet) -> Iterable[Problem]:
     def dangling(path: JsonPath, what: str, name: str, known: Iterable[str]) -> Problem:
         names = sorted(known)
@@ -330,10 +352,13 @@ def _agent_reference_problems(agent: AgentConfig, item: _Loaded, result: ConfigS
             code="dangling-reference",
         )
 
-    if agent.model.endpoint is not None:
-        yield dangling(("model", "endpoint"), "inference endpoint", agent.model.endpoint, [])
+    endpoint = result.endpoints.get(agent.model.endpoint) if agent.model.endpoint is not None else None
+    if agent.model.endpoint is not None and endpoint is None:
+        yield dangling(("model", "endpoint"), "inference endpoint", agent.model.endpoint, result.endpoints)
     if agent.model.adapter is not None and agent.model.adapter.name not in result.adapters:
         yield dangling(("model", "adapter", "name"), "adapter", agent.model.adapter.name, result.adapters)
+    elif agent.model.adapter is not None and endpoint is not None and endpoint.enabled:
+        yield from _serving_problems(agent, endpoint, result.adapters[agent.model.adapter.name], item)
 
     granted: dict[str, set[str] | None] = {}
     for index, grant in enumerate(agent.tools):

@@ -8,6 +8,8 @@ Document kinds:
 
 * ``agent`` (files in ``agent_configs/``; ``kind`` may be omitted there),
 * ``adapter`` (a LoRA adapter; its own document in ``agent_configs/`` with ``kind: adapter``),
+* ``inference_endpoint`` (a model endpoint agents call; ``agent_configs/endpoints/`` with
+  ``kind: inference_endpoint``),
 * ``mcp_server`` (files in ``mcp_configs/``; ``kind`` may be omitted there).
 """
 
@@ -105,7 +107,8 @@ class ModelSettings(Strict):
 
     endpoint: Identifier | None = Field(
         default=None,
-        description="Inference endpoint id; none means the embedded offline provider.",
+        description="Inference endpoint id (an `inference_endpoint` document); none means the default endpoint "
+        "of the app settings (AOS_INFERENCE_ENDPOINT), which is the offline provider when that is empty.",
     )
     adapter: AdapterReference | None = None
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
@@ -242,6 +245,74 @@ class DataLocation(Strict):
     format: Literal["chat-jsonl"] = "chat-jsonl"
 
 
+class AdapterTraining(Strict):
+    """How `aos adapters train` trains the adapter, locally or as an Azure ML command job."""
+
+    learning_rate: float = Field(default=2e-4, gt=0.0, le=1.0)
+    epochs: float = Field(default=3.0, gt=0.0, le=100.0)
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many steps (overrides epochs).")
+    batch_size: int = Field(default=4, ge=1, le=1024)
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
+    max_length: int = Field(default=2048, ge=16, le=131072, description="Tokens per example, at most.")
+    eval_fraction: float = Field(
+        default=0.1, ge=0.0, lt=1.0, description="Share of training data held out when there is no evaluation_data."
+    )
+    seed: int = Field(default=42, ge=0)
+    compute: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9-]{1,31}$")] | None = Field(
+        default=None, description="Azure ML compute cluster; default AOS_AML_COMPUTE, else serverless compute."
+    )
+    instance_type: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")] = Field(
+        default="Standard_NC24ads_A100_v4", description="VM size when the job runs on serverless compute."
+    )
+
+
+#: Text rules every export applies unless its `redaction.builtin` list says otherwise.
+BUILTIN_REDACTIONS = ("email", "phone", "iban", "card", "secret")
+
+
+class RedactionPattern(Strict):
+    """A custom text rule: every match of `pattern` (a Python regular expression) is replaced."""
+
+    name: Identifier
+    pattern: NonEmptyText
+    replacement: str | None = Field(default=None, description="Default: '[<name>]'.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"not a valid regular expression: {error}") from None
+        return value
+
+
+class ExportRedaction(Strict):
+    """What is removed from archived turns before they become training data."""
+
+    builtin: list[Literal["email", "phone", "iban", "card", "secret"]] = Field(
+        default_factory=lambda: list(BUILTIN_REDACTIONS),
+        description="Built-in text rules: e-mail addresses, phone numbers, IBANs, card numbers (Luhn-checked), "
+        "secret-looking assignments and bearer tokens.",
+    )
+    keys: list[NonEmptyText] = Field(
+        default_factory=list,
+        description="More key patterns (regular expressions) whose values are redacted in event data and tool "
+        "arguments, besides password, secret, token, api key and the other defaults.",
+    )
+    patterns: list[RedactionPattern] = Field(default_factory=list)
+
+
+class AdapterExport(Strict):
+    """How `aos adapters export-data` turns agents' archived turns into training data."""
+
+    agents: list[Identifier] | None = Field(
+        default=None, description="Agents whose turns are exported; default: every agent that uses the adapter."
+    )
+    include_tool_calls: bool = Field(default=True, description="Keep tool calls and results in the conversations.")
+    redaction: ExportRedaction = Field(default_factory=ExportRedaction)
+
+
 class AdapterConfig(Document):
     """A LoRA adapter: how it is trained and which base model it extends."""
 
@@ -258,6 +329,206 @@ class AdapterConfig(Document):
     )
     training_data: DataLocation
     evaluation_data: DataLocation | None = None
+    training: AdapterTraining = Field(default_factory=AdapterTraining)
+    export: AdapterExport = Field(default_factory=AdapterExport)
+
+
+# --------------------------------------------------------------------------- inference endpoints
+
+#: Entra ID token scopes of the Azure endpoint types (others name theirs in ``auth.scope``).
+DEFAULT_ENTRA_SCOPES = {
+    "azure_openai": "https://cognitiveservices.azure.com/.default",
+    "foundry": "https://cognitiveservices.azure.com/.default",
+    "azureml": "https://ml.azure.com/.default",
+}
+_GUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_HEADER_NAME = r"^[A-Za-z0-9-]{1,100}$"
+
+
+class EndpointAuth(Strict):
+    """How AOS proves who it is to the endpoint. Keys are references, resolved at each call."""
+
+    type: Literal["none", "key", "entra"] = Field(
+        default="none",
+        description="none: no credentials sent; key: an API key; entra: a Microsoft Entra ID token "
+        "(managed identity in Azure, your az login locally) from DefaultAzureCredential.",
+    )
+    key: str | None = Field(
+        default=None, description="type key: exactly one reference, ${secret:NAME} or ${env:NAME}; never the key itself."
+    )
+    header: Literal["authorization", "api-key"] = Field(
+        default="authorization",
+        description="type key: send 'Authorization: Bearer <key>' (OpenAI, vLLM, Azure ML, the Azure OpenAI v1 API) "
+        "or 'api-key: <key>' (Azure's own header).",
+    )
+    scope: str | None = Field(
+        default=None,
+        pattern=r"^https://[^\s${}]+$",
+        description="type entra: the token scope. Defaults: https://cognitiveservices.azure.com/.default "
+        "(azure_openai, foundry), https://ml.azure.com/.default (azureml).",
+    )
+    client_id: str | None = Field(
+        default=None,
+        pattern=_GUID,
+        description="type entra: client id of a user-assigned managed identity (default: DefaultAzureCredential's "
+        "choice, AZURE_CLIENT_ID).",
+    )
+
+    @model_validator(mode="after")
+    def _fields_of_the_type(self) -> "EndpointAuth":
+        from kernel.config.references import MalformedReference, find_references
+
+        if self.type == "key":
+            if self.key is None:
+                raise ValueError("auth type 'key' needs 'key': a reference such as ${secret:my-endpoint-key}")
+            try:
+                references = find_references(self.key)
+            except MalformedReference:
+                references = []
+            if len(references) != 1 or str(references[0]) != self.key.strip():
+                raise ValueError(
+                    "'key' must be exactly one reference, ${secret:NAME} or ${env:NAME}: keys are never written "
+                    "into configs (store it in Key Vault, or locally in an environment variable)"
+                )
+        stray = [name for name in ("key", "header") if name in self.model_fields_set and self.type != "key"]
+        stray += [name for name in ("scope", "client_id") if getattr(self, name) is not None and self.type != "entra"]
+        if stray:
+            raise ValueError(f"auth type '{self.type}' does not use {', '.join(repr(s) for s in stray)}")
+        return self
+
+
+class AdapterServing(Strict):
+    """Which LoRA adapters the endpoint serves; the adapter's name is the `model` a request sends."""
+
+    served: list[Identifier] = Field(
+        default_factory=list,
+        description="Adapters served under their own names (vLLM --lora-modules NAME=PATH; an Azure deployment "
+        "named after the adapter).",
+    )
+    discover: bool = Field(
+        default=False,
+        description="Also ask the endpoint what it serves (GET <url>/models), remembered for discover_ttl_seconds.",
+    )
+    discover_ttl_seconds: int = Field(default=300, ge=5, le=86400)
+    on_demand: bool = Field(
+        default=False,
+        description="The server loads any adapter it is asked for (LoRAX): always send the adapter's name; only a "
+        "'model not found' answer falls back.",
+    )
+    fallback: bool = Field(
+        default=True,
+        description="When the agent's adapter is not served, answer with base_model and record that on the call; "
+        "false fails the call instead.",
+    )
+
+    @field_validator("served")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        _require_unique("served", value)
+        return value
+
+
+class EndpointRetries(Strict):
+    """Retries inside one model call (the turn's activity retry comes on top of these)."""
+
+    max_attempts: int = Field(
+        default=3, ge=1, le=10,
+        description="Attempts per call on HTTP 429, 408 and 5xx, timeouts and refused connections, the first included.",
+    )
+    backoff_seconds: float = Field(default=0.5, ge=0, le=60, description="First back-off; doubles per attempt, with jitter.")
+    max_backoff_seconds: float = Field(default=8.0, ge=0, le=300)
+    max_retry_after_seconds: float = Field(
+        default=30.0, ge=0, le=600,
+        description="A Retry-After (or retry-after-ms) up to this long is waited for; a longer one ends the call "
+        "as unavailable at once.",
+    )
+
+
+class CircuitBreakerSettings(Strict):
+    """After this many failed calls in a row the endpoint is not called for a while: calls fail at once."""
+
+    failure_threshold: int = Field(default=5, ge=1, le=1000)
+    cooldown_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="How long calls fail fast before one trial call is let through."
+    )
+
+
+class ResponseCacheSettings(Strict):
+    """Answers kept in table storage, keyed by the full request, and served again within ttl_seconds."""
+
+    enabled: bool = True
+    ttl_seconds: int = Field(default=3600, ge=1, le=30 * 86400)
+    sampled: bool = Field(
+        default=False,
+        description="Also cache requests with temperature above 0. Off by default: a sampled answer is meant to vary.",
+    )
+
+
+class InferenceEndpointConfig(Document):
+    """A model endpoint that speaks the OpenAI chat-completions wire format; agents name it in `model.endpoint`."""
+
+    kind: Literal["inference_endpoint"]
+    id: Identifier
+    description: str | None = None
+    type: Literal["azure_openai", "foundry", "azureml", "vllm", "lorax", "ollama", "openai_compatible"] = Field(
+        description="What serves it; decides defaults such as the Entra ID scope and the structured-output format."
+    )
+    url: str = Field(
+        description="The OpenAI base URL, e.g. https://<resource>.openai.azure.com/openai/v1/ or "
+        "http://localhost:8000/v1; may be a ${secret:…} or ${env:…} reference."
+    )
+    base_model: NonEmptyText = Field(
+        description="The model sent without an adapter (and on fallback): the model name on vLLM, LoRAX and Ollama, "
+        "the deployment name on Azure OpenAI and Foundry."
+    )
+    api_version: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z.-]{1,40}$")] | None = Field(
+        default=None, description="Sent as ?api-version= for Azure APIs that need one (the v1 API does not)."
+    )
+    headers: dict[Annotated[str, StringConstraints(pattern=_HEADER_NAME)], str] = Field(
+        default_factory=dict,
+        description="Extra headers that are not secret, e.g. azureml-model-deployment; credentials go in 'auth'.",
+    )
+    auth: EndpointAuth = Field(default_factory=EndpointAuth)
+    adapters: AdapterServing = Field(default_factory=AdapterServing)
+    timeout_seconds: float = Field(default=60.0, gt=0, le=600, description="Per attempt, the whole answer included.")
+    retries: EndpointRetries = Field(default_factory=EndpointRetries)
+    circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
+    cache: ResponseCacheSettings = Field(default_factory=ResponseCacheSettings)
+    concurrency: int = Field(
+        default=8, ge=1, le=1024,
+        description="Requests in flight to this endpoint at once from one Function instance; more wait for a slot.",
+    )
+    structured_output: bool = Field(
+        default=False,
+        description="The endpoint honours response_format with a JSON Schema (Azure OpenAI, vLLM, Ollama, LoRAX); "
+        "the purpose check then asks for schema-shaped JSON.",
+    )
+    enabled: bool = Field(
+        default=True,
+        description="false: agents naming this endpoint are answered by the offline provider, labelled as such.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if not re.match(r"^(https?://\S+|\$\{[^}]+\}\S*)$", value):
+            raise ValueError("'url' must start with http:// or https:// (or be a ${env:…} / ${secret:…} reference)")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _no_credentials_in_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(name for name in value if name.lower() in ("authorization", "api-key"))
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)} carries credentials: declare them in 'auth'")
+        return value
+
+    @model_validator(mode="after")
+    def _entra_scope(self) -> "InferenceEndpointConfig":
+        if self.auth.type == "entra" and self.auth.scope is None and self.type not in DEFAULT_ENTRA_SCOPES:
+            raise ValueError(f"auth type 'entra' on a '{self.type}' endpoint needs 'auth.scope' (the token scope)")
+        return self
 
 
 # --------------------------------------------------------------------------- MCP servers
@@ -336,6 +607,7 @@ DOCUMENT_MODELS: dict[str, type[Document]] = {
     "agent": AgentConfig,
     "adapter": AdapterConfig,
     "mcp_server": McpServerConfig,
+    "inference_endpoint": InferenceEndpointConfig,
 }
 
 

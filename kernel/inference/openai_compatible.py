@@ -6,9 +6,15 @@ official ``openai`` client and maps the answer (text, tool calls, usage) back.
 
 * The model name sent is ``request.model`` (an agent's LoRA adapter name, which selects the
   adapter on a multi-LoRA server) or else the default model (``AOS_INFERENCE_MODEL``).
-* The client never retries (``max_retries=0``): the Durable activity layer owns retry policy, and
-  it tells transient failures (:class:`InferenceTimeout`, :class:`InferenceUnavailable`) from
-  permanent ones (plain :class:`InferenceError`).
+* The ``openai`` client's own retries are off (``max_retries=0``); retries happen here, as the
+  ``retry`` policy says (:mod:`kernel.inference.retry`: 429, 408, 5xx, timeouts and refused
+  connections, honouring Retry-After up to a cap). The default policy is one attempt: the Durable
+  activity layer owns retries and tells transient failures (:class:`InferenceTimeout`,
+  :class:`InferenceUnavailable`) from permanent ones (plain :class:`InferenceError`). The attempts
+  an answer took are on ``Completion.attempts``.
+* Credentials: an API key sent as ``Authorization: Bearer`` (or as Azure's ``api-key`` header),
+  or a token provider (Microsoft Entra ID) asked before each attempt, or nothing at all.
+* ``timeout`` bounds each attempt as a whole, the answer included.
 * Error messages name the endpoint host and the HTTP status, never the API key; the ``openai``
   exception is not chained (``from None``) so a logged traceback cannot carry request headers.
 * With no API key, no ``Authorization`` header is sent at all (a keyless local server, or one
@@ -26,8 +32,11 @@ completion takes.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import openai
@@ -44,6 +53,7 @@ from kernel.inference.port import (
     ToolSpec,
     Usage,
 )
+from kernel.inference.retry import NO_RETRY, RETRYABLE_STATUSES, RetryPolicy, retry_after_seconds
 
 NAME = "openai-compatible"
 # The openai client refuses to start without some key; with no key configured this placeholder
@@ -72,15 +82,36 @@ class OpenAICompatibleProvider:
 
     name = NAME
 
-    def __init__(self, base_url: str, *, api_key: str | None, default_model: str, timeout: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None,
+        default_model: str,
+        timeout: float,
+        key_header: Literal["authorization", "api-key"] = "authorization",
+        token_provider: Callable[[], Awaitable[str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        api_version: str | None = None,
+        retry: RetryPolicy = NO_RETRY,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
         if not base_url or not base_url.strip():
             raise ValueError("OpenAICompatibleProvider needs a base URL")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout}")
+        if api_key and token_provider is not None:
+            raise ValueError("give an API key or a token provider, not both")
         self._base_url = base_url.strip()
         self._api_key = api_key or None
+        self._key_header = key_header
+        self._token_provider = token_provider
+        self._headers = dict(headers or {})
+        self._api_version = api_version
         self._default_model = default_model.strip()
         self._timeout = float(timeout)
+        self._retry = retry
+        self._sleep = sleep
         self._host = endpoint_host(self._base_url)
 
     @property
@@ -88,8 +119,9 @@ class OpenAICompatibleProvider:
         return self._host
 
     def __repr__(self) -> str:
+        auth = "token" if self._token_provider else ("set" if self._api_key else "none")
         return (f"OpenAICompatibleProvider(host={self._host!r}, default_model={self._default_model!r}, "
-                f"api_key={'set' if self._api_key else 'none'}, timeout={self._timeout})")
+                f"api_key={auth}, timeout={self._timeout})")
 
     # -- the port --------------------------------------------------------------------------------
 
@@ -108,13 +140,60 @@ class OpenAICompatibleProvider:
         }
         if request.tools:
             body["tools"] = [_wire_tool(spec) for spec in request.tools]
-        extra: dict[str, Any] = {}
-        if self._api_key is None:
-            extra["extra_headers"] = {"Authorization": openai.omit}
+        if request.response_format:
+            body["response_format"] = request.response_format
+        attempt = 1
+        while True:
+            try:
+                response = await self._attempt(body, model)
+            except (InferenceTimeout, InferenceUnavailable) as error:
+                if attempt >= self._retry.max_attempts:
+                    raise
+                wait = self._retry.delay(attempt, error.retry_after)
+                if wait is None:
+                    raise type(error)(
+                        f"{error}; it asked to be called again after {error.retry_after:g} s, longer than the "
+                        f"{self._retry.max_retry_after_seconds:g} s a call waits",
+                        status=error.status, retry_after=error.retry_after) from None
+                await self._sleep(wait)
+                attempt += 1
+                continue
+            try:
+                return replace(self._completion(response, model), attempts=attempt)
+            except (AttributeError, TypeError, KeyError, ValueError):
+                raise InferenceError(
+                    f"inference endpoint {self._host} sent a malformed chat completion (model '{model}')"
+                ) from None
+
+    async def list_models(self) -> list[str]:
+        """The model names the endpoint lists (``GET <base>/models``): base models and served adapters."""
         try:
-            async with self._client() as client:
-                response = await client.chat.completions.create(**body, **extra)
-        except openai.APITimeoutError:
+            async with asyncio.timeout(self._timeout):
+                async with await self._client() as client:
+                    page = await client.models.list(**self._auth_options())
+                    return [str(item.id) for item in page.data]
+        except TimeoutError:
+            raise InferenceTimeout(f"inference endpoint {self._host} did not list its models within {self._timeout:g} s") from None
+        except openai.APIStatusError as error:
+            raise self._status_error(error, "(model list)") from None
+        except openai.OpenAIError as error:
+            raise InferenceUnavailable(
+                f"inference endpoint {self._host} did not list its models: {type(error).__name__}: "
+                f"{self._scrub(_cause(error))}") from None
+
+    async def close(self) -> None:
+        """Nothing to release: every call opens and closes its own client (see the module docstring)."""
+        return None
+
+    # -- internals -------------------------------------------------------------------------------
+
+    async def _attempt(self, body: dict[str, Any], model: str) -> Any:
+        """One HTTP attempt; every failure comes out as an :class:`InferenceError` (transient ones as subclasses)."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with await self._client() as client:
+                    return await client.chat.completions.create(**body, **self._auth_options())
+        except (openai.APITimeoutError, TimeoutError):
             raise InferenceTimeout(
                 f"inference endpoint {self._host} did not answer within {self._timeout:g} s (model '{model}')"
             ) from None
@@ -135,26 +214,34 @@ class OpenAICompatibleProvider:
             ) from None
         except json.JSONDecodeError:  # the body claimed to be JSON and is not
             raise InferenceError(f"inference endpoint {self._host} sent a response body that is not valid JSON") from None
-        try:
-            return self._completion(response, model)
-        except (AttributeError, TypeError, KeyError, ValueError):
-            raise InferenceError(
-                f"inference endpoint {self._host} sent a malformed chat completion (model '{model}')"
-            ) from None
 
-    async def close(self) -> None:
-        """Nothing to release: every call opens and closes its own client (see the module docstring)."""
-        return None
-
-    # -- internals -------------------------------------------------------------------------------
-
-    def _client(self) -> openai.AsyncOpenAI:
+    async def _client(self) -> openai.AsyncOpenAI:
+        key = self._api_key
+        if self._token_provider is not None:
+            try:
+                key = await self._token_provider()
+            except Exception as error:  # azure-identity raises several kinds; none may leak a token
+                raise InferenceUnavailable(
+                    f"no Microsoft Entra ID token for inference endpoint {self._host}: {type(error).__name__}: "
+                    f"{_clip(str(error))}") from None
         return openai.AsyncOpenAI(
             base_url=self._base_url,
-            api_key=self._api_key or _NO_KEY,
+            api_key=key if key and self._key_header == "authorization" else _NO_KEY,
             timeout=self._timeout,
             max_retries=0,
+            default_headers=self._headers or None,
+            default_query={"api-version": self._api_version} if self._api_version else None,
         )
+
+    def _auth_options(self) -> dict[str, Any]:
+        """Per-request headers: no Authorization header without a bearer credential, Azure's api-key header if asked."""
+        if self._token_provider is not None:
+            return {}
+        if self._api_key is None:
+            return {"extra_headers": {"Authorization": openai.omit}}
+        if self._key_header == "api-key":
+            return {"extra_headers": {"Authorization": openai.omit, "api-key": self._api_key}}
+        return {}
 
     def _completion(self, response: Any, model: str) -> Completion:
         if not isinstance(response, ChatCompletion):
@@ -219,9 +306,12 @@ class OpenAICompatibleProvider:
         text = f"inference endpoint {self._host} answered HTTP {status} (model '{model}')"
         if detail:
             text += f": {detail}"
+        retry_after = retry_after_seconds(getattr(error.response, "headers", None))
         if status == 429 or status >= 500:
-            return InferenceUnavailable(text)
-        return InferenceError(text)
+            return InferenceUnavailable(text, status=status, retry_after=retry_after)
+        if status in RETRYABLE_STATUSES:  # 408: the server gave up waiting for the request
+            return InferenceTimeout(text, status=status, retry_after=retry_after)
+        return InferenceError(text, status=status)
 
     def _scrub(self, text: str) -> str:
         """``text`` clipped, with the API key removed should a server or library echo it."""

@@ -40,9 +40,12 @@ class ChatRequest:
     agent_id: str
     messages: list[ChatMessage]
     tools: list[ToolSpec] = field(default_factory=list)
-    model: str | None = None  # the base model, or the served LoRA adapter's name
+    model: str | None = None  # the model name to send as is (a provider's default when empty)
     temperature: float = 0.2
     max_tokens: int = 1024
+    endpoint: str | None = None  # the endpoint id the agent names; None: the app settings' default endpoint
+    adapter: str | None = None  # the agent's LoRA adapter; the router decides whether it is served
+    response_format: dict[str, Any] | None = None  # OpenAI shape: {"type": "json_schema", "json_schema": {...}}
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,13 @@ class Completion:
     tool_calls: list[ToolCall]
     provider: str  # "offline" for the embedded default, so every output says what produced it
     model: str
-    usage: Usage
+    usage: Usage  # tokens this call cost: zero for a cached answer
+    endpoint: str | None = None  # the endpoint id that answered ("default": the app settings' endpoint)
+    adapter: str | None = None  # the adapter the agent asked for
+    fallback: dict[str, Any] | None = None  # {"adapter", "fallback": "base model", "model", "reason"} when not served
+    cached: bool = False  # answered from the response cache, without calling the endpoint
+    attempts: int = 1  # HTTP attempts this answer took (0: no call was made)
+    note: str | None = None  # why the offline provider answered, or where a cached answer came from
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,7 +95,14 @@ class InferenceError(Exception):
 
     Messages name the endpoint host and the HTTP status where there is one, never an API key.
     Retrying the same request will not help; see the subclasses for the transient cases.
+    ``status`` is the HTTP status when the endpoint answered one, ``retry_after`` the seconds its
+    Retry-After (or retry-after-ms) header asked for.
     """
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
 
 
 class InferenceTimeout(InferenceError):

@@ -5,7 +5,9 @@ OpenAI wire format for the inference provider to be tested end to end, through t
 ``openai`` client and a real socket:
 
 * ``POST /v1/chat/completions`` — answers from a script, or echoes ``"fake: <last user message>"``.
-* ``GET /v1/models`` — lists the model names given to the constructor.
+  With ``strict_models=True`` a request naming a model that is not in ``models`` gets the 404
+  vLLM sends for an adapter it does not serve (no script entry is used).
+* ``GET /v1/models`` — lists ``models`` (counted in ``model_listings``).
 
 Usage::
 
@@ -13,6 +15,7 @@ Usage::
         server.reply(content="hello")                       # next answer
         server.reply(tool_calls=[{"name": "fs__ls", "arguments": {"path": "."}}])
         server.fail(status=500, message="overloaded")       # next answer is an error
+        server.fail(status=429, headers={"Retry-After": "1"})  # ... with response headers
         server.delay(2.0)                                    # the next answer comes 2 s late
         provider = OpenAICompatibleProvider(server.base_url, ...)
         ...
@@ -20,14 +23,18 @@ Usage::
 
 Scripted entries are used in order, one per request (a ``delay`` entry delays whatever answers
 next); when the script is empty the echo reply is used. Every received request body is kept in
-``server.requests`` and its ``Authorization`` header (or ``None``) in ``server.authorizations``.
-A body that is not a JSON object with a non-empty ``messages`` list gets a 400.
+``server.requests``, its ``Authorization`` header (or ``None``) in ``server.authorizations``, all
+its headers (lower-case names) in ``server.headers`` and its arrival time (``time.monotonic``) in
+``server.arrivals``. ``latency`` delays every answer; ``max_in_flight`` is the most requests the
+server was answering at once. A body that is not a JSON object with a non-empty ``messages`` list
+gets a 400.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +54,7 @@ class _Reply:
 class _Failure:
     status: int
     message: str
+    headers: dict[str, str] | None = None
 
 
 @dataclass
@@ -67,8 +75,15 @@ class FakeOpenAI:
 
     models: tuple[str, ...] = ("fake-model",)
     host: str = "127.0.0.1"
+    strict_models: bool = False
+    latency: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list, init=False)
     authorizations: list[str | None] = field(default_factory=list, init=False)
+    headers: list[dict[str, str]] = field(default_factory=list, init=False)
+    arrivals: list[float] = field(default_factory=list, init=False)
+    model_listings: int = field(default=0, init=False)
+    in_flight: int = field(default=0, init=False)
+    max_in_flight: int = field(default=0, init=False)
     _script: deque[_Reply | _Failure | _Delay | _Raw] = field(default_factory=deque, init=False)
     _runner: web.AppRunner | None = field(default=None, init=False)
     _port: int | None = field(default=None, init=False)
@@ -94,10 +109,16 @@ class FakeOpenAI:
         self._script.append(_Reply(content, list(tool_calls or []), model, usage))
         return self
 
-    def fail(self, status: int = 500, message: str = "fake failure") -> FakeOpenAI:
-        """Queue an error answer with an OpenAI-shaped error body."""
-        self._script.append(_Failure(status, message))
+    def fail(self, status: int = 500, message: str = "fake failure", *,
+             headers: dict[str, str] | None = None) -> FakeOpenAI:
+        """Queue an error answer with an OpenAI-shaped error body (and ``headers``, e.g. Retry-After)."""
+        self._script.append(_Failure(status, message, headers))
         return self
+
+    @property
+    def pending(self) -> int:
+        """Scripted entries not used yet."""
+        return len(self._script)
 
     def delay(self, seconds: float) -> FakeOpenAI:
         """Delay the next answer (scripted or echo) by ``seconds``."""
@@ -146,11 +167,22 @@ class FakeOpenAI:
     # -- handlers --------------------------------------------------------------------------------
 
     async def _list_models(self, request: web.Request) -> web.Response:
+        self.model_listings += 1
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "fake-openai"} for name in self.models]
         return web.json_response({"object": "list", "data": data})
 
     async def _chat_completions(self, request: web.Request) -> web.Response:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.Response:
         self.authorizations.append(request.headers.get("Authorization"))
+        self.headers.append({name.lower(): value for name, value in request.headers.items()})
+        self.arrivals.append(time.monotonic())
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -161,13 +193,17 @@ class FakeOpenAI:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return _error(400, "'messages' is required and must be a non-empty list")
+        if self.latency:
+            await self._sleep(self.latency)
+        if self.strict_models and body.get("model") not in self.models:
+            return _error(404, f"The model `{body.get('model')}` does not exist.")
 
         entry = self._script.popleft() if self._script else None
         while isinstance(entry, _Delay):
             await self._sleep(entry.seconds)
             entry = self._script.popleft() if self._script else None
         if isinstance(entry, _Failure):
-            return _error(entry.status, entry.message)
+            return _error(entry.status, entry.message, entry.headers)
         if isinstance(entry, _Raw):
             return web.Response(status=entry.status, text=entry.body, content_type=entry.content_type)
         if entry is None:
@@ -211,9 +247,10 @@ class FakeOpenAI:
         }
 
 
-def _error(status: int, message: str) -> web.Response:
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     kind = "invalid_request_error" if status < 500 else "server_error"
-    return web.json_response({"error": {"message": message, "type": kind, "param": None, "code": None}}, status=status)
+    return web.json_response({"error": {"message": message, "type": kind, "param": None, "code": None}}, status=status,
+                             headers=headers)
 
 
 def _text(content: Any) -> str:

@@ -1,0 +1,93 @@
+"""The role each HTTP route needs, enforced before its handler runs.
+
+``AOS_AUTH=keys`` (the default): the Functions host — or the embedded engine, which checks the
+same keys — lets only callers with a function or master key through, and a key holder may do
+everything, as on any Function App. ``AOS_AUTH=entra``: the routes are anonymous to the host and
+every request must carry an Entra ID bearer token (``kernel.governance.auth``) whose app roles
+include what the route needs; otherwise 401 (no or bad token, with ``WWW-Authenticate``) or 403
+(valid token, missing role), as JSON errors that never echo the token.
+
+Handlers declare their need with ``@requires("reader" | "operator" | "admin")`` under the
+route decorator; the wrapper keeps the handler's signature, so the Functions worker binds the
+same parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import azure.functions as func
+
+from kernel import settings
+from kernel.governance.auth import ROLES, Forbidden, Principal, TokenSettings, TokenValidator, Unauthorized
+
+KEY_HOLDER = Principal(subject="function-key", roles=frozenset({"admin"}), via="key")
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+_validators: dict[tuple[Any, ...], TokenValidator] = {}
+
+
+def mode(environ: Mapping[str, str] | None = None) -> str:
+    value = settings.get("AOS_AUTH", environ).strip().lower() or "keys"
+    if value not in ("keys", "entra"):
+        raise ValueError(f"AOS_AUTH must be 'keys' or 'entra', not '{value}'")
+    return value
+
+
+def http_auth_level(environ: Mapping[str, str] | None = None) -> func.AuthLevel:
+    """What the host checks: function keys, or nothing (tokens are checked here) with Entra."""
+    return func.AuthLevel.ANONYMOUS if mode(environ) == "entra" else func.AuthLevel.FUNCTION
+
+
+def validator(environ: Mapping[str, str] | None = None) -> TokenValidator:
+    """The token validator for the current settings (one per distinct configuration)."""
+    tenant = settings.get("AOS_AUTH_TENANT_ID", environ).strip()
+    audiences = [a.strip() for a in settings.get("AOS_AUTH_AUDIENCE", environ).split(",") if a.strip()]
+    if not tenant or not audiences:
+        raise ValueError("AOS_AUTH=entra needs AOS_AUTH_TENANT_ID and AOS_AUTH_AUDIENCE")
+    jwks = settings.get("AOS_AUTH_JWKS_URL", environ).strip() or None
+    key = (tenant, tuple(audiences), jwks)
+    found = _validators.get(key)
+    if found is None:
+        found = _validators[key] = TokenValidator(TokenSettings.for_tenant(tenant, audiences, jwks_url=jwks))
+    return found
+
+
+async def caller(req: func.HttpRequest, environ: Mapping[str, str] | None = None) -> Principal:
+    """Who is calling (:class:`Unauthorized` when they cannot say)."""
+    if mode(environ) == "keys":
+        return KEY_HOLDER
+    return await validator(environ).principal(req.headers.get("Authorization"))
+
+
+def requires(role: str) -> Callable[[Handler], Handler]:
+    """Refuse the request unless the caller holds ``role`` (or a role above it)."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role '{role}': expected one of {', '.join(ROLES)}")
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def guarded(*args: Any, **kwargs: Any) -> func.HttpResponse:
+            req = next(v for v in (*args, *kwargs.values()) if isinstance(v, func.HttpRequest))
+            try:
+                (await caller(req)).require(role)
+            except Unauthorized as error:
+                return _refuse(401, str(error), {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            except Forbidden as error:
+                return _refuse(403, str(error), {})
+            except ValueError as error:  # misconfigured auth settings: say so, refuse
+                return _refuse(500, f"authentication is misconfigured: {error}", {})
+            result = handler(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+
+        return guarded  # type: ignore[return-value]
+
+    return decorate
+
+
+def _refuse(status: int, message: str, headers: dict[str, str]) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps({"error": message}), status_code=status, mimetype="application/json",
+                             headers=headers)
