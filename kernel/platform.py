@@ -25,10 +25,6 @@ log = logging.getLogger("aos.platform")
 APP = settings.APP_ROOT / "function_app.py"
 
 
-class PlatformError(RuntimeError):
-    pass
-
-
 class Platform:
     """Async context manager; see ``aos run``."""
 

@@ -18,7 +18,7 @@ from kernel import runtime, settings
 from kernel.adapters.factory import Adapters
 from kernel.config.drop import Mirror
 from kernel.config.loader import ConfigSet
-from kernel.config.models import AgentConfig, ToolGrant
+from kernel.config.models import AgentConfig
 from kernel.config.store import ConfigStore, default_store
 from kernel.inference.router import InferenceRouter
 from kernel.deadletters import DeadLetterStore
@@ -50,10 +50,6 @@ class RealmServices:
 
     def agent(self, agent_id: str) -> AgentConfig | None:
         return self.configs.current().agents.get(agent_id)
-
-    def grants(self, agent_id: str) -> list[ToolGrant]:
-        agent = self.agent(agent_id)
-        return list(agent.tools) if agent is not None else []
 
     async def inference(self) -> InferenceRouter:
         """The router for agents' model calls: the endpoints declared in config (read at each call)

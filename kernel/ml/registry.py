@@ -30,7 +30,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from kernel.config.models import ID_PATTERN, VERSION_PATTERN
 
@@ -269,8 +269,3 @@ class AzureModelRegistry:
             found.append({"name": name, "version": str(model.version), "path": getattr(model, "path", None),
                           "base_model": tags.get("aos.base_model"), "metrics": metrics})
         return sorted(found, key=lambda item: version_key(item["version"]))
-
-
-def highest(versions: Iterable[str]) -> str | None:
-    ordered = sorted(versions, key=version_key)
-    return ordered[-1] if ordered else None
