@@ -1,4 +1,4 @@
-"""The kernel app: platform-wide HTTP routes (health, config problems, audit, model usage)."""
+"""The kernel app: platform-wide HTTP routes (config problems, audit, model usage); health is in kernel/health."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import json
 import azure.durable_functions as df
 import azure.functions as func
 
-from kernel import outputs, roles, runtime, settings, tool_responses
-from kernel.inference.factory import describe_provider
+from kernel import outputs, runtime, tool_responses
 from kernel.config.store import default_store
 from kernel.deadletters import DeadLetterStore
 from kernel.governance import api as audit_api
@@ -21,27 +20,6 @@ bp = df.Blueprint()
 
 def _json(body: object, status: int = 200) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body, indent=2), status_code=status, mimetype="application/json")
-
-
-@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-def health(req: func.HttpRequest) -> func.HttpResponse:
-    """Liveness plus a config summary; never includes setting values."""
-    configs = default_store().current()
-    return _json(
-        {
-            "status": "ok",
-            "roles": roles.selected_roles(),
-            "model": describe_provider(settings.environment(), configs.endpoints),
-            "configs": {
-                "agents": len(configs.agents),
-                "adapters": len(configs.adapters),
-                "mcp_servers": len(configs.mcp_servers),
-                "inference_endpoints": len(configs.endpoints),
-                "errors": len(configs.errors),
-                "warnings": len(configs.problems) - len(configs.errors),
-            },
-        }
-    )
 
 
 @bp.route(route="configs/problems", methods=["GET"])
@@ -83,6 +61,20 @@ async def audit_records(req: func.HttpRequest) -> func.HttpResponse:
 async def audit_verify(req: func.HttpRequest) -> func.HttpResponse:
     """Recompute the hash chains; the first broken record of each broken chain."""
     return await audit_api.verify(req)
+
+
+@bp.route(route="audit/anchor", methods=["POST"])
+@requires("admin")
+async def audit_anchor_now(req: func.HttpRequest) -> func.HttpResponse:
+    """Anchor every chain's head now (the timer does it every five minutes)."""
+    return await audit_api.anchor(req)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=False)
+async def audit_anchor(timer: func.TimerRequest) -> None:
+    """Snapshot every audit chain's head into the anchors chain and blob container, so a chain
+    cut short is caught by verify (kernel.governance.anchor)."""
+    await audit_api.anchor_heads()
 
 
 @bp.route(route="usage", methods=["GET"])

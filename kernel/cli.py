@@ -10,7 +10,7 @@ import click
 
 from kernel.config import schemas
 from kernel.config.loader import ConfigSet, load_configs
-from kernel.topology import build_topology
+from kernel.topology import TopologyError, bicep_parameters, build_topology, emulator_config
 
 DEFAULT_CONFIG_PATHS = ("agent_configs", "mcp_configs")
 
@@ -86,18 +86,52 @@ def schema(check: bool, out_dir: str) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-def topology(paths: tuple[str, ...]) -> None:
-    """Print the Service Bus topics, subscriptions and filters the configs imply, as JSON.
+@click.option("--bicep-params", "bicep_params", type=click.Path(dir_okay=False),
+              help="Write the ARM parameters file infra/main.bicepparam loads (infra/topology.parameters.json).")
+@click.option("--emulator-config", "emulator_config_path", type=click.Path(dir_okay=False),
+              help="Write the Service Bus emulator's Config.json (emulator/Config.json).")
+@click.option("--check", is_flag=True, help="Compare the files instead of writing them; exit 1 when one differs.")
+def topology(paths: tuple[str, ...], bicep_params: str | None, emulator_config_path: str | None, check: bool) -> None:
+    """Print the Service Bus topics, subscriptions and filters the configs imply, as JSON; or write
+    them as the Bicep parameters file and the Service Bus emulator's Config.json.
 
-    Problems go to stderr; the exit code is 1 when any config has an error.
+    Problems go to stderr; the exit code is 1 when any config has an error (no file is written then).
     """
     configs = _load(paths)
     document, problems = build_topology(configs)
     for problem in configs.problems + problems:
         click.echo(problem.render(), err=True)
-    click.echo(json.dumps(document, indent=2))
     failed = not configs.ok or any(p.severity == "error" for p in problems)
-    sys.exit(1 if failed else 0)
+    if check and not (bicep_params or emulator_config_path):
+        raise click.UsageError("--check needs --bicep-params or --emulator-config")
+    if not (bicep_params or emulator_config_path):
+        click.echo(json.dumps(document, indent=2))
+        sys.exit(1 if failed else 0)
+    try:
+        files = {Path(path): render(document) for path, render in
+                 ((bicep_params, bicep_parameters), (emulator_config_path, emulator_config)) if path}
+    except TopologyError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    sys.exit(1 if failed or not _write_generated(files, check=check) else 0)
+
+
+def _write_generated(files: dict[Path, dict], *, check: bool) -> bool:
+    """Write each generated JSON file (``--check``: compare instead); False when one differs."""
+    stale = []
+    for path, content in files.items():
+        text = json.dumps(content, indent=2) + "\n"
+        if not check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            click.echo(f"wrote {path}")
+        elif not path.is_file() or path.read_text() != text:
+            stale.append(path)
+            click.echo(f"{path}: differs from the configs; run the same `aos topology` without --check to rewrite it",
+                       err=True)
+    if check and not stale:
+        click.echo(f"{len(files)} file(s) match the configs")
+    return not stale
 
 
 def _register_optional_commands() -> None:
@@ -116,10 +150,14 @@ def _register_optional_commands() -> None:
     from kernel.inference.cli import COMMANDS as INFERENCE_COMMANDS
     from kernel.platform_cli import COMMANDS
     from kernel.governance.cli import COMMANDS as AUDIT_COMMANDS
+    from kernel.governance.policy_cli import COMMANDS as POLICY_COMMANDS
     from kernel.tools_cli import COMMANDS as TOOL_COMMANDS
     from realm_of_agents.context_cli import context_mcp
 
-    for command in [*COMMANDS, *TOOL_COMMANDS, *INFERENCE_COMMANDS, *AUDIT_COMMANDS, context_mcp]:
+    for command in [*COMMANDS, *TOOL_COMMANDS, *INFERENCE_COMMANDS, *AUDIT_COMMANDS, *POLICY_COMMANDS, context_mcp]:
+        main.add_command(command)
+    main.add_command(importlib.import_module("kernel.health.cli").health)  # aos health
+    for command in importlib.import_module("kernel.telemetry.cli").COMMANDS:  # aos traces, aos trace
         main.add_command(command)
 
 

@@ -5,6 +5,12 @@ key comes from ``--key`` / ``$AOS_MASTER_KEY``, else from the run file ``aos run
 state folder (``.aos/run.json``, readable only by its owner) when the URLs match — so commands
 against your own local platform need no key at all. The key is sent as ``x-functions-key`` and
 never printed.
+
+With ``AOS_AUTH=entra`` the platform wants an Entra ID bearer token instead: ``--token`` /
+``$AOS_TOKEN`` gives one, or ``--auth-scope`` / ``$AOS_AUTH_SCOPE`` (``api://<app-id>/.default``)
+has azure-identity's ``DefaultAzureCredential`` get one (``az login``, a managed identity, a
+workload identity, ...), imported only then. The token is sent as ``Authorization: Bearer`` and,
+like the key, never printed, logged or put in an error message.
 """
 
 from __future__ import annotations
@@ -13,17 +19,24 @@ import asyncio
 import json
 import os
 import stat
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from kernel.adapters import redact
 
 RUN_FILE = "run.json"
 
 
 class PlatformUnreachable(RuntimeError):
     pass
+
+
+class SignInFailed(RuntimeError):
+    """No token could be had for the scope (the message names the scope and the credential's complaint)."""
 
 
 class ApiError(RuntimeError):
@@ -62,18 +75,26 @@ def _normal(url: str) -> str:
 @dataclass
 class PlatformClient:
     url: str
-    key: str | None = None
+    key: str | None = field(default=None, repr=False)
     timeout: float = 30.0
+    token: str | None = field(default=None, repr=False)
+    token_scope: str | None = None
+    _signed_in: tuple[str, float] | None = field(default=None, init=False, repr=False)  # (token, expires_on)
 
     async def request(self, method: str, path: str, body: Any = None) -> Any:
+        """The answer's JSON; :class:`ApiError` for a status of 400 or more."""
         headers = {"x-functions-key": self.key} if self.key else {}
+        bearer = await self._bearer()
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
         target = f"{self.url.rstrip('/')}/api/{path.lstrip('/')}"
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
-                async with session.request(method, target, json=body, headers=headers) as response:
-                    text = await response.text()
-                    status = response.status
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as error:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session, \
+                    session.request(method, target, json=body, headers=headers) as response:
+                text = await response.text()
+                status = response.status
+                challenge = response.headers.get("WWW-Authenticate", "")
+        except (aiohttp.ClientConnectionError, TimeoutError) as error:
             raise PlatformUnreachable(
                 f"cannot reach the platform at {self.url} ({type(error).__name__}); start it with `aos run` "
                 "or pass --url / set AOS_URL") from None
@@ -83,10 +104,38 @@ class PlatformClient:
             data = text
         if status >= 400:
             message = data.get("error") if isinstance(data, dict) and "error" in data else text[:500]
-            if status == 401:
+            if status == 401 and challenge.lower().startswith("bearer"):
+                message = (f"{message or 'unauthorized'} (the platform wants an Entra ID token: pass --token or set "
+                           "AOS_TOKEN, or set AOS_AUTH_SCOPE to sign in with DefaultAzureCredential)")
+            elif status == 401:
                 message = f"{message or 'unauthorized'} (pass --key or set AOS_MASTER_KEY)"
             raise ApiError(status, f"{method} /api/{path.lstrip('/')} failed ({status}): {message}")
         return data
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         return asyncio.run(self.request(method, path, body))
+
+    async def _bearer(self) -> str | None:
+        """The token to send: the one given, else one for ``token_scope`` (kept until shortly before it expires)."""
+        if self.token:
+            return self.token
+        if not self.token_scope:
+            return None
+        if self._signed_in is None or self._signed_in[1] - 60 < time.time():
+            self._signed_in = await _sign_in(self.token_scope)
+        return self._signed_in[0]
+
+
+async def _sign_in(scope: str) -> tuple[str, float]:
+    """A token for ``scope`` from ``DefaultAzureCredential`` (azure-identity, imported only here)."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity.aio import DefaultAzureCredential
+
+    try:
+        async with DefaultAzureCredential() as credential:
+            token = await credential.get_token(scope)
+    except ClientAuthenticationError as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise SignInFailed(f"cannot get a token for {scope} with DefaultAzureCredential ({type(error).__name__}): "
+                           f"{redact(first_line)[:300]}; sign in with `az login`, or pass --token") from None
+    return token.token, float(token.expires_on)

@@ -14,10 +14,16 @@ Read them with ``GET /api/deadletters`` (and ``aos deadletters``).
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 from datetime import datetime, timezone
 from typing import Any
 
+from opentelemetry import trace
+
 from kernel.ports import BlobStore, NotFound, TableStore
+from kernel.telemetry.logs import scrub
+from kernel.telemetry.setup import ensure_configured
 
 CONTAINER = "deadletters"
 TABLE = "deadletters"
@@ -50,6 +56,7 @@ class DeadLetterStore:
             "source": source, "message_id": message_id, "time": at, "size": len(body), "excerpt": excerpt,
         })
         await self._tables.upsert(TABLE, {"PartitionKey": KEYS_PARTITION, "RowKey": short, "record": record_id})
+        _observe(kind, source, reason, body, record_id)
         return record_id
 
     async def list(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -64,6 +71,37 @@ class DeadLetterStore:
             raise NotFound(f"no dead-letter record '{record_id}'") from None
         body = await self._blobs.get(CONTAINER, f"{record_id}.bin")
         return {**_public(row), "body": body.decode("utf-8", errors="replace")}
+
+
+def _observe(kind: str, source: str, reason: str, body: bytes, record_id: str) -> None:
+    """Count the dead letter (``aos.deadletters``) and note it on the current span (the record is
+    kept already: telemetry failing here changes nothing)."""
+    try:
+        trace.get_current_span().add_event("aos.deadletter", {
+            "aos.deadletter.id": record_id, "aos.deadletter.kind": kind, "aos.deadletter.reason": scrub(reason)[:500]})
+        ensure_configured().instruments.record_deadletter(kind, source, _addressee(body))
+    except Exception:
+        logging.getLogger("aos.telemetry").warning("telemetry: counting dead letter %s failed", record_id, exc_info=True)
+
+
+def _addressee(body: bytes) -> str | None:
+    """The declared agent an envelope-shaped body is addressed to, if any (for the per-agent count;
+    other names are left out, so a sender cannot flood the metric with made-up agent ids)."""
+    if len(body) > 1_000_000:
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    to = data.get("to") if isinstance(data, dict) else None
+    if not isinstance(to, str) or not to:
+        return None
+    from kernel.config.store import default_store
+
+    try:
+        return to if to in default_store().current().agents else None
+    except Exception:  # noqa: BLE001 - unreadable configs must not stop a dead letter being kept
+        return None
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from kernel.deadletters import DeadLetterStore
 from kernel.messages import Envelope, describe_invalid
 from kernel.ports import MessageSender, OutboundMessage
+from kernel.telemetry.spans import OUTPUT, clean, fail, messaging, span, stamp
 from kernel.topology import AGENT_EVENTS, AGENT_OUTPUTS, KERNEL_SUBSCRIPTION
 
 log = logging.getLogger("aos.kernel.outputs")
@@ -36,19 +38,31 @@ async def route_outputs(bodies: list[tuple[bytes, str | None]], sender: MessageS
     report = RouteReport()
     forward: list[OutboundMessage] = []
     for body, message_id in bodies:
+        envelope: Envelope | None = None
         try:
             envelope = Envelope.from_json(body)
         except (ValidationError, ValueError) as error:
-            reason = f"malformed envelope on {AGENT_OUTPUTS}: {describe_invalid(error)}"
-            report.dead_lettered.append(await deadletters.record(
-                kind="malformed", reason=reason, body=body, source=SOURCE, message_id=message_id))
-            continue
-        if envelope.to and envelope.type not in TERMINAL_TYPES:
-            forward.append(OutboundMessage.from_envelope(envelope))
-            report.forwarded.append(envelope.id)
-        else:
-            report.terminal.append(envelope.id)
-            log.info("%s from %s to %s: %s", envelope.type, envelope.source, envelope.to or "-", envelope.id)
+            problem: Exception = error
+        # a child of the publishing turn's span; a forwarded event carries this span on, so the
+        # receiving agent's wake is its child
+        with span(OUTPUT, kind=SpanKind.CONSUMER, parent=envelope.traceparent if envelope else None,
+                  attributes=messaging(AGENT_OUTPUTS, operation="process", message_id=message_id)) as current:
+            if envelope is None:
+                reason = f"malformed envelope on {AGENT_OUTPUTS}: {describe_invalid(problem)}"
+                fail(current, reason)
+                report.dead_lettered.append(await deadletters.record(
+                    kind="malformed", reason=reason, body=body, source=SOURCE, message_id=message_id))
+                continue
+            current.set_attributes(clean({"aos.agent_id": envelope.source, "aos.event.type": envelope.type,
+                                          "aos.to": envelope.to}))
+            if envelope.to and envelope.type not in TERMINAL_TYPES:
+                forward.append(OutboundMessage.from_envelope(stamp(envelope)))
+                report.forwarded.append(envelope.id)
+                current.set_attribute("aos.route", AGENT_EVENTS)
+            else:
+                report.terminal.append(envelope.id)
+                current.set_attribute("aos.route", "terminal")
+                log.info("%s from %s to %s: %s", envelope.type, envelope.source, envelope.to or "-", envelope.id)
     if forward:
         await sender.send(AGENT_EVENTS, forward)
     return report

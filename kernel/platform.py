@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-from kernel import settings
+from kernel import settings, telemetry
 from kernel.adapters import embedded_sender
 from kernel.config.store import default_store
 from kernel.topology import build_topology
@@ -42,6 +42,8 @@ class Platform:
             **dict(extra_settings or {}),
         }
         self._restore: Any = None
+        self._telemetry: Any = None
+        self.telemetry = "off"  # where traces and metrics go (for the banner)
         self._watcher: asyncio.Task[None] | None = None
         self.host: Any = None
 
@@ -50,6 +52,12 @@ class Platform:
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._restore = settings.override(self._environment)
+        try:
+            self._telemetry = telemetry.configure_local(self.state_dir)  # None under a test's capture
+        except ValueError:  # a telemetry setting that cannot work (the message names it)
+            self._restore_environment()
+            raise
+        self.telemetry = telemetry.current().describe() if telemetry.current() else "off"
         default_store.cache_clear()
         self._store = default_store()
         self._fingerprint = self._store.fingerprint()
@@ -87,6 +95,8 @@ class Platform:
             await self.host.close()
             self.host = None
         embedded_sender.set_default_target(None)
+        telemetry.release(self._telemetry)  # flushes the spans of the run
+        self._telemetry = None
         self._restore_environment()
         default_store.cache_clear()
 

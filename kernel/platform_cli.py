@@ -18,7 +18,16 @@ from typing import Any
 import click
 
 from kernel import settings
-from kernel.client import ApiError, PlatformClient, PlatformUnreachable, key_from_run_file, remove_run_file, write_run_file
+from kernel.telemetry.config import TelemetryConfigError
+from kernel.client import (
+    ApiError,
+    PlatformClient,
+    PlatformUnreachable,
+    SignInFailed,
+    key_from_run_file,
+    remove_run_file,
+    write_run_file,
+)
 
 DEFAULT_STATE = ".aos"
 
@@ -72,8 +81,8 @@ def run(port: int, bind: str, state_dir: str, demo: bool, exit_when_idle: bool, 
 
     try:
         sys.exit(asyncio.run(main()))
-    except OSError as error:
-        raise click.ClickException(f"cannot start the platform: {error}") from error
+    except (OSError, TelemetryConfigError) as error:  # a busy port, an unusable telemetry setting
+        raise click.ClickException(f"cannot start the platform: {error}") from None
 
 
 def _echo(text: str) -> None:
@@ -97,6 +106,7 @@ def _banner(platform: Any) -> None:
     _echo(f"  API: {platform.base_url}/api/agents  (function key: see `aos agents`, which finds it in "
           f"{platform.state_dir / 'run.json'})")
     _echo(f"  remote MCP: {platform.base_url}/runtime/webhooks/mcp  (same key, x-functions-key; docs/remote-mcp.md)")
+    _echo(f"  telemetry: {platform.telemetry}  (`aos traces`, `aos trace ID`; docs/observability.md)")
 
 
 def _models_line(configs: Any) -> str:
@@ -130,15 +140,38 @@ async def _summary(platform: Any) -> None:
 
 # -- commands that talk to a running platform -----------------------------------------------------
 
+_TOKEN, _SCOPE = "aos.token", "aos.auth_scope"
+
+
 def _client(url: str | None, key: str | None, state_dir: str) -> PlatformClient:
+    """The one place commands get their client: URL, key, and the Entra ID token options of the command."""
     target = url or settings.get("AOS_URL")
-    return PlatformClient(target, key or key_from_run_file(target, Path(state_dir)))
+    context = click.get_current_context(silent=True)
+    meta = context.meta if context is not None else {}
+    return PlatformClient(target, key or key_from_run_file(target, Path(state_dir)), token=meta.get(_TOKEN),
+                          token_scope=meta.get(_SCOPE))
+
+
+def _remember(name: str) -> Any:
+    """Keep an option's value on the click context for ``_client`` instead of passing it to every command."""
+    def callback(context: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value:
+            context.meta[name] = value
+    return callback
 
 
 def platform_options(command: Any) -> Any:
     command = click.option("--url", default=None, help="Platform URL (default: the AOS_URL setting, http://127.0.0.1:7071).")(command)
     command = click.option("--key", envvar="AOS_MASTER_KEY", default=None,
                            help="Function or master key (default: $AOS_MASTER_KEY, else the local run file).")(command)
+    command = click.option("--token", envvar="AOS_TOKEN", default=None, expose_value=False, callback=_remember(_TOKEN),
+                           help="Entra ID bearer token, for a platform with AOS_AUTH=entra (default: $AOS_TOKEN). "
+                                "Never printed.")(command)
+    command = click.option("--auth-scope", envvar="AOS_AUTH_SCOPE", default=None, expose_value=False,
+                           callback=_remember(_SCOPE),
+                           help="Without --token: get a token for this scope (api://<app-id>/.default) with "
+                                "DefaultAzureCredential: az login, managed or workload identity (default: "
+                                "$AOS_AUTH_SCOPE).")(command)
     command = click.option("--state", "state_dir", default=DEFAULT_STATE, show_default=True,
                            help="State folder of a local `aos run` (where its run file is).")(command)
     command = click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")(command)
@@ -148,7 +181,7 @@ def platform_options(command: Any) -> Any:
 def _call(url: str | None, key: str | None, state_dir: str, method: str, path: str, body: Any = None) -> Any:
     try:
         return _client(url, key, state_dir).call(method, path, body)
-    except (ApiError, PlatformUnreachable) as error:
+    except (ApiError, PlatformUnreachable, SignInFailed) as error:
         raise click.ClickException(str(error)) from None
 
 
@@ -159,11 +192,12 @@ def agents(url: str | None, key: str | None, state_dir: str, as_json: bool) -> N
     data = _call(url, key, state_dir, "GET", "agents")
     if as_json:
         return click.echo(json.dumps(data, indent=2))
-    click.echo(f"{'AGENT':<14}{'STATUS':<14}{'TURNS':>6}{'DECLINED':>10}{'FAILED':>8}{'INBOX':>7}  CONFIG")
+    click.echo(f"{'AGENT':<14}{'STATUS':<14}{'TURNS':>6}{'DECLINED':>10}{'FAILED':>8}{'REFUSED':>9}{'INBOX':>7}  CONFIG")
     for agent in data["agents"]:
         counters = agent.get("counters") or {}
         click.echo(f"{agent['id']:<14}{agent['status']:<14}{counters.get('turns', 0):>6}{counters.get('declined', 0):>10}"
-                   f"{counters.get('failed', 0):>8}{agent.get('inbox', 0):>7}  {agent.get('source') or '(removed)'}")
+                   f"{counters.get('failed', 0):>8}{counters.get('refused', 0):>9}{agent.get('inbox', 0):>7}  "
+                   f"{agent.get('source') or '(removed)'}")
 
 
 @click.command("agent")
@@ -226,7 +260,7 @@ def send_event(agent_id: str, event_type: str, data: str | None, subject: str | 
             if error.status != 404:  # 404: the event is still on its way to the agent
                 raise click.ClickException(str(error)) from None
             turn = {}
-        except PlatformUnreachable as error:
+        except (PlatformUnreachable, SignInFailed) as error:
             raise click.ClickException(str(error)) from None
         if "outcome" in turn:
             from kernel.demo import render_turn

@@ -231,6 +231,11 @@ class MessageSender(Protocol):
 
     async def send(self, topic_or_queue: str, messages: Sequence[OutboundMessage]) -> None: ...
 
+    async def probe(self, topic_or_queue: str) -> None:
+        """Prove the queue or topic can be sent to, sending nothing (readiness checks): ``NotFound``
+        when it does not exist, the transport's own error when the bus cannot be reached."""
+        ...
+
     async def close(self) -> None: ...
 
 

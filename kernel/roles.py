@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Mapping
+from collections.abc import Mapping
 
 import azure.functions as func
 
@@ -16,6 +16,9 @@ ROLE_BLUEPRINTS: dict[str, tuple[str, ...]] = {
     "realm": ("realm_of_agents.blueprint",),
     "mcp": ("mcp_servers.blueprint", "mcp_servers.remote"),
 }
+
+#: Modules every app serves whatever its roles: the health routes that probes call on each app.
+COMMON_BLUEPRINTS: tuple[str, ...] = ("kernel.health.blueprint",)
 
 
 def selected_roles(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -31,6 +34,10 @@ def selected_roles(environ: Mapping[str, str] | None = None) -> list[str]:
     return [role for role in ROLE_BLUEPRINTS if not names or role in names]
 
 
-def blueprints(role: str) -> list[func.Blueprint]:
-    """The role's blueprints, imported now."""
-    return [importlib.import_module(name).bp for name in ROLE_BLUEPRINTS[role]]
+def blueprints(role: str, environ: Mapping[str, str] | None = None) -> list[func.Blueprint]:
+    """The role's blueprints, imported now. The first selected role also carries COMMON_BLUEPRINTS,
+    so every app serves them, and an app serving several roles registers them once."""
+    names = ROLE_BLUEPRINTS[role]
+    if role == selected_roles(environ)[0]:
+        names = COMMON_BLUEPRINTS + names
+    return [importlib.import_module(name).bp for name in names]

@@ -122,6 +122,45 @@ SETTINGS: dict[str, Setting] = {
             "",
             "Registered Azure ML environment for training jobs (azureml:NAME:VERSION); empty builds one from the pins.",
         ),
+        Setting(
+            "APPLICATIONINSIGHTS_CONNECTION_STRING",
+            "",
+            "Application Insights connection string: when set, traces, metrics and logs go to Azure Monitor "
+            "(azure-monitor-opentelemetry, imported only then). With local auth disabled the exporter signs in "
+            "with APPLICATIONINSIGHTS_AUTHENTICATION_STRING (managed identity). Never logged.",
+        ),
+        Setting(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "",
+            "Base URL of an OTLP/HTTP collector (e.g. http://localhost:4318): traces to /v1/traces, metrics to "
+            "/v1/metrics. Headers (an API key) go in OTEL_EXPORTER_OTLP_HEADERS, read by the exporter, never logged.",
+        ),
+        Setting(
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "http/protobuf",
+            "OTLP protocol; only http/protobuf is supported (the installed exporter).",
+        ),
+        Setting(
+            "OTEL_TRACES_SAMPLER",
+            "",
+            "OpenTelemetry sampler, read by the SDK and the Azure Monitor distro (parentbased_always_on, "
+            "parentbased_traceidratio with OTEL_TRACES_SAMPLER_ARG=0.25, microsoft.rate_limited, ...); empty keeps "
+            "every trace (with Azure Monitor too, instead of the distro's default of 5 traces per second).",
+        ),
+        Setting("OTEL_SERVICE_NAME", "", "Service name on every span and metric; empty is aos-<roles> (aos for all three)."),
+        Setting("OTEL_SDK_DISABLED", "false", "true turns tracing and metrics off (trace context still rides in envelopes)."),
+        Setting(
+            "AOS_TELEMETRY_CONSOLE",
+            "",
+            "Where spans and metrics go as JSON lines besides (or instead of) the exporters: off, stdout, stderr "
+            "or a file path (relative to the app root). Empty: stderr when no exporter is configured, else off; "
+            "`aos run` then writes AOS_STATE_DIR/telemetry/spans.jsonl (read it with `aos traces`).",
+        ),
+        Setting(
+            "AOS_LOG_FORMAT",
+            "text",
+            "text, or json for one JSON object per log line with trace_id and span_id (for log queries).",
+        ),
     )
 }
 

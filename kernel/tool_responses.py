@@ -13,10 +13,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.trace import Span, SpanKind
 from pydantic import ValidationError
 
 from kernel.deadletters import DeadLetterStore
 from kernel.messages import Envelope, describe_invalid
+from kernel.telemetry.spans import TOOL_RESPONSE, fail, messaging, span
 from kernel.toolbus import RESPONSE_TYPE, belongs_to
 from kernel.topology import KERNEL_SUBSCRIPTION, MCP_RESPONSES
 
@@ -35,26 +37,37 @@ async def deliver_responses(bodies: list[tuple[bytes, str | None]], client: Any,
     """Raise each response in its turn (``client``: a durable orchestration client)."""
     report = DeliveryReport()
     for body, message_id in bodies:
-        problem, kind = None, "malformed"
         envelope: Envelope | None
         try:
-            envelope = Envelope.from_json(body)
+            envelope, problem = Envelope.from_json(body), None
         except (ValidationError, ValueError) as error:
             envelope, problem = None, f"malformed envelope on {MCP_RESPONSES}: {describe_invalid(error)}"
-        if envelope is not None:
-            problem = _contract_problem(envelope)
-        if envelope is not None and problem is None:
-            assert envelope.to and envelope.correlation_id
-            try:  # raise first: the one Durable call the common case needs
-                await client.raise_event(envelope.to, envelope.correlation_id, envelope.data)
-                report.delivered.append(envelope.correlation_id)
-                continue
-            except Exception as error:  # the SDK raises a bare Exception with the extension's message
-                kind, problem = _undeliverable(error, envelope)
-        report.dead_lettered.append(await deadletters.record(
-            kind=kind, reason=problem or "undeliverable", body=body, source=SOURCE, message_id=message_id))
-        log.warning("%s", problem)
+        # a child of the gateway's span (the answer carries its traceparent)
+        with span(TOOL_RESPONSE, kind=SpanKind.CONSUMER, parent=envelope.traceparent if envelope else None,
+                  attributes={**messaging(MCP_RESPONSES, operation="process", message_id=message_id),
+                              "aos.turn_id": envelope.to if envelope else None,
+                              "aos.mcp.call_id": envelope.correlation_id if envelope else None}) as current:
+            await _deliver(body, message_id, envelope, problem, client, deadletters, report, current)
     return report
+
+
+async def _deliver(body: bytes, message_id: str | None, envelope: Envelope | None, problem: str | None, client: Any,
+                   deadletters: DeadLetterStore, report: DeliveryReport, current: Span) -> None:
+    kind = "malformed"
+    if envelope is not None:
+        problem = _contract_problem(envelope)
+    if envelope is not None and problem is None:
+        assert envelope.to and envelope.correlation_id
+        try:  # raise first: the one Durable call the common case needs
+            await client.raise_event(envelope.to, envelope.correlation_id, envelope.data)
+            report.delivered.append(envelope.correlation_id)
+            return
+        except Exception as error:  # the SDK raises a bare Exception with the extension's message
+            kind, problem = _undeliverable(error, envelope)
+    fail(current, problem or "undeliverable")
+    report.dead_lettered.append(await deadletters.record(
+        kind=kind, reason=problem or "undeliverable", body=body, source=SOURCE, message_id=message_id))
+    log.warning("%s", problem)
 
 
 def _undeliverable(error: Exception, envelope: Envelope) -> tuple[str, str]:

@@ -4,11 +4,13 @@ The apps talk only through these topics. The realm's subscription on each events
 one rule per agent (rules without actions are OR-ed by Service Bus, so a message arrives once), so
 an event that no agent wants never wakes the app. Directly addressed events (``to`` set) always
 reach the realm, which reports addressees that do not exist instead of losing the event.
-The same JSON feeds the embedded engine, `aos topology` and the Bicep parameters.
+The same JSON feeds the embedded engine, `aos topology`, the Bicep parameters
+(``bicep_parameters``) and the Service Bus emulator's Config.json (``emulator_config``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from kernel.config.loader import ConfigSet
@@ -24,6 +26,15 @@ REALM_SUBSCRIPTION = "realm"
 KERNEL_SUBSCRIPTION = "kernel"
 GATEWAY_SUBSCRIPTION = "mcp-gateway"
 MAX_DELIVERY_COUNT = 10
+#: Peek-lock duration per subscription. The Functions host renews a lock while its function runs
+#: (host.json ``maxAutoLockRenewalDuration``), so the lock duration only says how soon a message
+#: held by a crashed instance is delivered again. The realm's wake and the kernel's routing finish
+#: in seconds: one minute. A gateway delivery lasts as long as its tool call (up to the server's
+#: call timeout), so its lock is the longest Service Bus allows: fewer renewals per call, and the
+#: embedded engine, which does not renew locks, lets calls of up to five minutes finish before it
+#: delivers the request again. A second delivery never repeats a call: the gateway's claim row,
+#: renewed every two seconds by the live caller, makes it wait for the first call's result.
+LOCK_SECONDS = {REALM_SUBSCRIPTION: 60, KERNEL_SUBSCRIPTION: 60, GATEWAY_SUBSCRIPTION: 300}
 #: Service Bus refuses SQL filter expressions longer than this.
 MAX_SQL_FILTER_CHARS = 1024
 
@@ -95,4 +106,96 @@ def build_topology(configs: ConfigSet) -> tuple[dict[str, Any], list[Problem]]:
 
 def _subscription(name: str, rules: list[dict[str, str]]) -> dict[str, Any]:
     """Empty ``rules`` means the default TrueFilter: every message on the topic."""
-    return {"name": name, "rules": rules, "max_delivery_count": MAX_DELIVERY_COUNT}
+    return {"name": name, "rules": rules, "max_delivery_count": MAX_DELIVERY_COUNT,
+            "lock_duration_seconds": LOCK_SECONDS[name]}
+
+
+# -- the same topology in the files that deploy it --------------------------------------------------
+
+ARM_PARAMETERS_SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#"
+#: The Service Bus emulator serves exactly one namespace, with this name.
+EMULATOR_NAMESPACE = "sbemulatorns"
+#: The emulator's documented limits (Config.json, emulator overview): more is refused at start-up.
+EMULATOR_MAX_ENTITIES = 50
+EMULATOR_MAX_SUBSCRIPTIONS = 50
+EMULATOR_MAX_RULES_PER_TOPIC = 1000
+EMULATOR_MAX_DELIVERY_COUNT = 10
+EMULATOR_LOCK_SECONDS = (60, 300)
+#: The emulator's maximum message time to live and duplicate detection window.
+EMULATOR_TTL = "PT1H"
+EMULATOR_DUPLICATE_WINDOW = "PT5M"
+
+
+class TopologyError(ValueError):
+    """A topology that a deployment target cannot hold (the message names the entity and the limit)."""
+
+
+def bicep_parameters(topology: Mapping[str, Any]) -> dict[str, Any]:
+    """The ARM deployment parameters file infra/main.bicepparam loads (its ``topology`` parameter)."""
+    return {"$schema": ARM_PARAMETERS_SCHEMA, "contentVersion": "1.0.0.0",
+            "parameters": {"topology": {"value": topology}}}
+
+
+def iso_duration(seconds: int) -> str:
+    """``60`` as ``PT1M``, ``90`` as ``PT90S``: the ISO 8601 form Service Bus documents use."""
+    return f"PT{seconds // 60}M" if seconds % 60 == 0 else f"PT{seconds}S"
+
+
+def emulator_config(topology: Mapping[str, Any]) -> dict[str, Any]:
+    """The Service Bus emulator's Config.json for ``topology`` (UserConfig.Namespaces[0]: topics,
+    subscriptions, SQL rules), within the emulator's limits or a :class:`TopologyError`."""
+    queues = list(topology.get("queues") or [])
+    topics = list(topology.get("topics") or [])
+    if len(queues) + len(topics) > EMULATOR_MAX_ENTITIES:
+        raise TopologyError(f"{len(queues) + len(topics)} queues and topics; the Service Bus emulator "
+                            f"holds at most {EMULATOR_MAX_ENTITIES}")
+    if queues:
+        raise TopologyError("the topology declares queues; the emulator config (like infra/) has none yet")
+    return {"UserConfig": {
+        "Namespaces": [{"Name": EMULATOR_NAMESPACE, "Queues": [], "Topics": [_emulator_topic(t) for t in topics]}],
+        "Logging": {"Type": "Console"},
+    }}
+
+
+def _emulator_topic(topic: Mapping[str, Any]) -> dict[str, Any]:
+    name = str(topic["name"])
+    subscriptions = list(topic.get("subscriptions") or [])
+    if not 1 <= len(subscriptions) <= EMULATOR_MAX_SUBSCRIPTIONS:
+        raise TopologyError(f"topic '{name}' has {len(subscriptions)} subscriptions; the Service Bus emulator "
+                            f"needs 1 to {EMULATOR_MAX_SUBSCRIPTIONS}")
+    rules = sum(len(s.get("rules") or []) for s in subscriptions)
+    if rules > EMULATOR_MAX_RULES_PER_TOPIC:
+        raise TopologyError(f"topic '{name}' has {rules} rules; the Service Bus emulator holds at most "
+                            f"{EMULATOR_MAX_RULES_PER_TOPIC} per topic")
+    return {
+        "Name": name,
+        "Properties": {"DefaultMessageTimeToLive": EMULATOR_TTL, "RequiresDuplicateDetection": True,
+                       "DuplicateDetectionHistoryTimeWindow": EMULATOR_DUPLICATE_WINDOW},
+        "Subscriptions": [_emulator_subscription(name, s) for s in subscriptions],
+    }
+
+
+def _emulator_subscription(topic: str, sub: Mapping[str, Any]) -> dict[str, Any]:
+    where = f"topic '{topic}' subscription '{sub['name']}'"
+    deliveries = int(sub.get("max_delivery_count", MAX_DELIVERY_COUNT))
+    if not 1 <= deliveries <= EMULATOR_MAX_DELIVERY_COUNT:
+        raise TopologyError(f"{where}: max_delivery_count {deliveries}; the Service Bus emulator allows "
+                            f"1 to {EMULATOR_MAX_DELIVERY_COUNT}")
+    lock = int(sub.get("lock_duration_seconds", 60))
+    low, high = EMULATOR_LOCK_SECONDS
+    if not low <= lock <= high:
+        raise TopologyError(f"{where}: lock_duration_seconds {lock}; the Service Bus emulator allows {low} to {high}")
+    rules = []
+    for rule in sub.get("rules") or []:
+        if "sql" not in rule:
+            raise TopologyError(f"{where}: rule '{rule.get('name')}' has no 'sql'; only SQL filters are written")
+        rules.append({"Name": str(rule["name"]),
+                      "Properties": {"FilterType": "Sql", "SqlFilter": {"SqlExpression": str(rule["sql"])}}})
+    return {
+        "Name": str(sub["name"]),
+        "Properties": {"DeadLetteringOnMessageExpiration": True, "DefaultMessageTimeToLive": EMULATOR_TTL,
+                       "LockDuration": iso_duration(lock), "MaxDeliveryCount": deliveries,
+                       "ForwardDeadLetteredMessagesTo": "", "ForwardTo": "", "RequiresSession": False},
+        # No rules: the emulator, like Service Bus, gives the subscription the $Default TrueFilter.
+        "Rules": rules,
+    }

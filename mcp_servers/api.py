@@ -13,6 +13,7 @@ from typing import Any
 
 import azure.functions as func
 
+from kernel.governance.access import acting
 from mcp_servers.services import services
 
 
@@ -53,7 +54,8 @@ async def list_tools(req: func.HttpRequest) -> func.HttpResponse:
 
 
 async def call_tool(req: func.HttpRequest) -> func.HttpResponse:
-    """``{"as": AGENT, "arguments": {...}, "call_id": optional}``; the result, or the refusal (403)."""
+    """``{"as": AGENT, "arguments": {...}, "call_id": optional}``; the result, or the refusal: 403 when the
+    agent is not granted the tool, 429 when a policy's rate limit refuses the call now."""
     server_id, tool = req.route_params["server_id"], req.route_params["tool"]
     try:
         body = req.get_json()
@@ -68,8 +70,10 @@ async def call_tool(req: func.HttpRequest) -> func.HttpResponse:
         return error("'arguments' must be a JSON object", 400)
     call_id = str(body.get("call_id") or f"api:{uuid.uuid4().hex}")
     gateway = await services().gateway()
-    result = await gateway.call_tool(agent_id, server_id, tool, arguments, call_id=call_id, actor="api")
+    result = await gateway.call_tool(agent_id, server_id, tool, arguments, call_id=call_id, actor=acting())
     answer = {"server": server_id, "tool": tool, "as": agent_id, "call_id": call_id, "result": result}
     if result.get("error") == "ToolDenied":
         return respond({"error": result["content"][0]["text"], **answer}, 403)
+    if result.get("error") == "PolicyRefused":  # a rate limit: the same call may pass later
+        return respond({"error": result["content"][0]["text"], **answer}, 429)
     return respond(answer)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from opentelemetry.trace import Span, SpanKind
 from pydantic import ValidationError
 
 from kernel.deadletters import DeadLetterStore
 from kernel.messages import Envelope, describe_invalid
 from kernel.ports import MessageSender, OutboundMessage
+from kernel.telemetry.spans import GATEWAY, MCP_CALL, clean, current_traceparent, fail, messaging, span
 from kernel.toolbus import REQUEST_PREFIX, ToolRequest, error_result, response_envelope
 from kernel.topology import GATEWAY_SUBSCRIPTION, MCP_REQUESTS, MCP_RESPONSES
 from mcp_servers.gateway import ToolGateway
@@ -43,9 +45,26 @@ async def answer(request: ToolRequest, gateway: ToolGateway) -> dict[str, Any]:
 
 async def handle_request(body: bytes, message_id: str | None, gateway_factory: Any, sender: MessageSender,
                          deadletters: DeadLetterStore) -> str:
-    """Answer one request message; returns what happened ("answered" or "dead-lettered")."""
+    """Answer one request message; returns what happened ("answered" or "dead-lettered").
+
+    It runs in an ``mcp.gateway`` span, a child of the requester's span (the envelope's
+    traceparent), with the tool call in an ``mcp.call`` span inside it; the answer carries the
+    gateway span's traceparent, so the kernel's delivery span is its child."""
+    envelope: Envelope | None = None
     try:
         envelope = Envelope.from_json(body)
+    except (ValidationError, ValueError):
+        pass
+    with span(GATEWAY, kind=SpanKind.CONSUMER, parent=envelope.traceparent if envelope else None,
+              attributes=messaging(MCP_REQUESTS, operation="process", message_id=message_id)) as current:
+        return await _handle(body, message_id, envelope, gateway_factory, sender, deadletters, current)
+
+
+async def _handle(body: bytes, message_id: str | None, envelope: Envelope | None, gateway_factory: Any,
+                  sender: MessageSender, deadletters: DeadLetterStore, current: Span) -> str:
+    try:
+        if envelope is None:
+            envelope = Envelope.from_json(body)
         if not envelope.type.startswith(REQUEST_PREFIX):
             raise ValueError(f"type '{envelope.type}' is not an MCP request (mcp.<op>)")
         request = ToolRequest.model_validate(envelope.data)
@@ -54,12 +73,21 @@ async def handle_request(body: bytes, message_id: str | None, gateway_factory: A
     except (ValidationError, ValueError) as error:
         reason = f"malformed MCP request on {MCP_REQUESTS}: " + (
             describe_invalid(error) if isinstance(error, ValidationError) else str(error))
+        fail(current, reason)
         await deadletters.record(kind="malformed", reason=reason, body=body, source=SOURCE, message_id=message_id)
         await _answer_anyway(body, reason, sender)
         return "dead-lettered"
+    current.set_attributes(clean({"aos.agent_id": request.agent_id, "aos.turn_id": request.instance_id,
+                                  "aos.mcp.op": request.op, "aos.mcp.server": request.server,
+                                  "aos.mcp.tool": request.tool, "aos.mcp.call_id": request.call_id}))
     gateway = await gateway_factory()
-    result = await answer(request, gateway)
-    reply = response_envelope(request, result, causation_id=envelope.id, traceparent=envelope.traceparent)
+    with span(MCP_CALL, kind=SpanKind.CLIENT, attributes={
+            "aos.mcp.op": request.op, "aos.mcp.server": request.server, "aos.mcp.tool": request.tool}) as call:
+        result = await answer(request, gateway)
+        if isinstance(result, dict) and result.get("is_error"):
+            fail(call, f"{request.op} answered an error ({result.get('error') or 'tool error'})")
+    reply = response_envelope(request, result, causation_id=envelope.id,
+                              traceparent=current_traceparent() or envelope.traceparent)
     await sender.send(MCP_RESPONSES, [OutboundMessage.from_envelope(reply)])
     return "answered"
 
@@ -74,6 +102,7 @@ async def _answer_anyway(body: bytes, reason: str, sender: MessageSender) -> Non
             return
     except (ValidationError, ValueError, KeyError, TypeError):
         return
-    reply = response_envelope(request, error_result(reason, error="InvalidRequest"), causation_id=request.call_id)
+    reply = response_envelope(request, error_result(reason, error="InvalidRequest"), causation_id=request.call_id,
+                              traceparent=current_traceparent())
     await sender.send(MCP_RESPONSES, [OutboundMessage.from_envelope(reply)])
     log.warning("answered a malformed MCP request for %s with an error", request.instance_id)

@@ -15,6 +15,11 @@ and ``aos mcp call --as AGENT`` — the gateway is where the rules hold:
   that result back; it takes over only when the claim goes stale (a live holder renews it every
   few seconds; a dead one does not). Tools a server config lists under ``tools.idempotent`` are
   safe to repeat and are simply called again.
+* **Rate limits.** A granted call still has to fit the tool-call rate limits of the agent's
+  policies (``kernel.governance.policy_guard``): the request that wins the claim is counted, and
+  one over the limit is not run; its answer is an error result (``error: "PolicyRefused"``) kept on
+  the claim like any result, so a redelivery gets the same answer, and ``policy.refused`` is
+  audited. Idempotent tools are counted at every request.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any, Protocol
 
 from kernel.config.loader import ConfigSet
 from kernel.config.models import ToolGrant
+from kernel.governance.policy_guard import PolicyGuard, refused_result
 from kernel.governance.redaction import digest, redact
 from kernel.ports import AlreadyExists, BlobStore, NotFound, TableStore
 from kernel.toolbus import error_result
@@ -56,9 +62,12 @@ class ToolGateway:
     """Allow-lists, once-only calls and audit in front of an :class:`McpServerManager`."""
 
     def __init__(self, manager: McpServerManager, configs: Callable[[], ConfigSet], results: BlobStore,
-                 claims: TableStore, audit: AuditSink | None = None, *, poll_seconds: float = 0.05) -> None:
-        """``configs()`` returns the current configs: agents' grants and servers' settings come from it."""
+                 claims: TableStore, audit: AuditSink | None = None, *, policy: PolicyGuard | None = None,
+                 poll_seconds: float = 0.05) -> None:
+        """``configs()`` returns the current configs: agents' grants and servers' settings come from it;
+        ``policy`` enforces the policies' tool-call rate limits (none without it)."""
         self._manager = manager
+        self._policy = policy
         self._configs = configs
         self._results = results
         self._claims = claims
@@ -104,6 +113,9 @@ class ToolGateway:
             return error_result(f"denied: {refusal}", error="ToolDenied")
         config = self._configs().mcp_servers.get(server)
         if config is not None and tool in config.tools.idempotent:
+            refused = await self._over_limit(agent_id, server, tool, call_id)
+            if refused is not None:
+                return refused
             return await self._call_and_audit(agent_id, server, tool, arguments, call_id, actor)
         return await self._once(agent_id, server, tool, arguments, call_id, actor)
 
@@ -147,6 +159,16 @@ class ToolGateway:
                         f"'{server}', not '{tool}'")
         return f"agent '{agent_id}' is not granted MCP server '{server}'"
 
+    async def _over_limit(self, agent_id: str, server: str, tool: str, call_id: str) -> dict[str, Any] | None:
+        """The ``PolicyRefused`` result when the call does not fit the agent's rate limits (counted if it does)."""
+        if self._policy is None:
+            return None
+        prefix, _, index = call_id.rpartition(":")  # a turn's call id is "<turn id>:<index>"
+        turn_id = prefix if prefix and index.isdigit() else None
+        refusal = await self._policy.admit_tool_call(agent_id, server=server, tool=tool, turn_id=turn_id,
+                                                     call_id=call_id)
+        return refused_result(refusal) if refusal is not None else None
+
     # -- calls ---------------------------------------------------------------------------------
 
     async def _call(self, server: str, tool: str, arguments: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
@@ -181,6 +203,10 @@ class ToolGateway:
             if found is not None:
                 return found
             await self._claims.upsert(CLAIMS_TABLE, {**claim, "at": time.time()})  # its holder died: take over
+        refused = await self._over_limit(agent_id, server, tool, call_id)
+        if refused is not None:
+            await self._keep(claim, refused)  # a redelivery gets the same answer, and is not counted again
+            return refused
         renewing = asyncio.create_task(self._renew(claim))
         try:
             return await self._call_and_audit(agent_id, server, tool, arguments, call_id, actor, claim=claim)

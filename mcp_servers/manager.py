@@ -26,6 +26,7 @@ from mcp.shared.exceptions import MCPError
 
 from kernel.config.models import McpServerConfig
 from kernel.config.references import Reference, environment_lookup
+from kernel.governance import secret_values
 from mcp_servers.supervisor import (
     CIRCUIT_OPEN,
     DISABLED,
@@ -206,11 +207,11 @@ class McpServerManager:
                 f"arguments for '{server_id}.{tool}' violate its input schema at {where}: {first.message}",
             )
         result = await self._request(server, session, f"'{server_id}.{tool}'", lambda s: s.call_tool(tool, args))
-        return {
+        return _masked({
             "content": [item.model_dump(mode="json", by_alias=True, exclude_none=True) for item in result.content],
             "structured_content": result.structured_content,
             "is_error": bool(result.is_error),
-        }
+        })
 
     async def list_resources(self, server_id: str) -> list[dict[str, Any]]:
         server = self._server(server_id)
@@ -222,7 +223,7 @@ class McpServerManager:
         server = self._server(server_id)
         session = await self._session(server)
         result = await self._request(server, session, f"'{server_id}' resources/read", lambda s: s.read_resource(uri))
-        return [item.model_dump(mode="json", by_alias=True, exclude_none=True) for item in result.contents]
+        return _masked([item.model_dump(mode="json", by_alias=True, exclude_none=True) for item in result.contents])
 
     # -- internals --------------------------------------------------------------------------
 
@@ -288,3 +289,16 @@ class McpServerManager:
                 await session.send_ping()
         except Exception:  # noqa: BLE001
             server.call_broke(session, reason)
+
+
+def _masked(value: Any) -> Any:
+    """``value`` with every resolved ``${secret:…}`` value masked in its strings: a server that echoes
+    its environment (or a key it was given) must not hand it to the model or the archive. Values of
+    ``${env:…}`` references (paths, hosts) stay: a filesystem server's root is no secret."""
+    if isinstance(value, str):
+        return secret_values.mask_known(value)
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    return value

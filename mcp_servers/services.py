@@ -2,8 +2,9 @@
 
 The manager starts every enabled server on first use (a Service Bus request or an HTTP call),
 once for all callers; the gateway in front of it reads agents' grants and servers' settings
-from the current configs, keeps call results in blob storage and writes the audit log, all
-through the kernel's ports. ``close_services()`` stops the servers at shutdown.
+from the current configs, enforces their policies' tool-call rate limits, keeps call results in
+blob storage and writes the audit log, all through the kernel's ports. ``close_services()``
+stops the servers at shutdown.
 
 MCP server configs are live: when a server is added, removed or changed, the next request gets
 a new manager started from the current configs, and the old one is closed once the calls it may
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from kernel import runtime, settings
 from kernel.config.drop import Mirror
@@ -23,6 +25,7 @@ from kernel.config.loader import ConfigSet
 from kernel.config.store import ConfigStore, default_store
 from kernel.deadletters import DeadLetterStore
 from kernel.governance.audit import AuditLog
+from kernel.governance.policy_guard import PolicyGuard
 from mcp_servers.gateway import ToolGateway
 from mcp_servers.manager import McpServerManager, resolver_from_store
 
@@ -34,6 +37,7 @@ class McpServices:
         self.adapters = runtime.adapters()
         self.configs = configs or default_store()
         self.audit = AuditLog(self.adapters.tables)
+        self.policy = PolicyGuard(self.adapters.tables, self.configs.current, self.audit)
         self.deadletters = DeadLetterStore(self.adapters.blobs, self.adapters.tables)
         self._gateway: ToolGateway | None = None
         self._servers_version: dict[str, str] | None = None
@@ -59,12 +63,24 @@ class McpServices:
                 await manager.start()
                 previous = self._gateway
                 self._gateway = ToolGateway(manager, self.configs.current, self.adapters.blobs, self.adapters.tables,
-                                            self.audit)
+                                            self.audit, policy=self.policy)
                 self._servers_version = declared
                 if previous is not None:
                     log.info("MCP server configs changed: started %d server(s) anew", len(declared))
                     self._retire(previous)
             return self._gateway
+
+    async def server_health(self, timeout: float) -> dict[str, dict[str, Any]] | None:
+        """The manager's health per declared server (``McpServerManager.health``), starting the servers
+        if this instance has not yet; ``None`` when that start takes longer than ``timeout`` seconds
+        (it goes on, so the next readiness probe finds the servers up)."""
+        starting = asyncio.ensure_future(self.gateway())
+        starting.add_done_callback(lambda task: task.cancelled() or task.exception())  # retrieved, never lost
+        try:
+            gateway = await asyncio.wait_for(asyncio.shield(starting), timeout)
+        except TimeoutError:
+            return None
+        return gateway.manager.health()
 
     def _retire(self, gateway: ToolGateway) -> None:
         grace = max((config.timeouts.call_seconds for config in gateway.manager.configs()), default=0.0)

@@ -54,6 +54,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 from kernel.config.models import McpServerConfig
 from kernel.config.references import Reference, UnresolvedReference, find_references
+from kernel.governance import secret_values
 from mcp_servers.stdio_transport import isolated_stdio_client
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,8 @@ async def resolve_text(text: str, resolver: Resolver, secrets: set[str], where: 
             raise UnresolvedReference(f"{prefix}cannot resolve {reference} ({type(error).__name__}: {error})") from None
         if value:
             secrets.add(value)
+            if reference.source == "secret":
+                secret_values.remember(value)
         result = result.replace(str(reference), value)
     return result
 

@@ -11,14 +11,17 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from kernel.config.models import AgentConfig
+from kernel.config.models import OFFLINE_ENDPOINT, SETTINGS_ENDPOINT, AgentConfig
+from kernel.governance.policy import Refusal
+from kernel.governance.policy_guard import REFUSED, refused_result
 from kernel.inference.port import ChatMessage, ChatRequest, InferenceError, ToolCall, ToolSpec, tool_name
 from kernel.messages import Envelope
 from kernel.governance.redaction import redact
 from kernel.ports import OutboundMessage
-from kernel.toolbus import ANSWER_MARGIN_SECONDS, ToolRequest
+from kernel.toolbus import ANSWER_MARGIN_SECONDS, ToolRequest, tool_call_id
 from kernel.topology import AGENT_EVENTS, AGENT_OUTPUTS, MCP_REQUESTS
 from realm_of_agents import purpose
+from realm_of_agents.decisions import audit_decision
 from realm_of_agents.context_server import SERVER_ID as CONTEXT_SERVER
 from realm_of_agents.context_server import SnapshotBackend, call_context_tool, list_context_tools
 from realm_of_agents.instances import FINISHED, runtime_status
@@ -36,6 +39,12 @@ async def assess(request: dict[str, Any]) -> dict[str, Any]:
     router = await services().inference()
     fallback = ""
     if router.uses_model(agent.model.endpoint):
+        adapter = (agent.model.adapter.name, agent.model.adapter.version) if agent.model.adapter else None
+        refusal = await _refused(router, request["agent_id"], agent.model.endpoint, adapter, request.get("turn_id"),
+                                 "purpose")
+        if refusal is not None:  # refused before calling: the turn ends with it
+            return {"aligned": False, "score": 0.0, "reason": refusal.reason, "method": "policy",
+                    "matched_terms": [], "out_of_scope": None, "refused": refusal.to_dict()}
         try:
             judged = await _model_alignment(router, agent, event)
         except InferenceError as error:  # the turn's own model call will meet the same endpoint
@@ -107,10 +116,32 @@ async def model_call(request: dict[str, Any]) -> dict[str, Any]:
         max_tokens=int(settings.get("max_tokens", 1024)),
     )
     router = await services().inference()
+    refusal = await _refused(router, agent_id, chat.endpoint,
+                             (adapter["name"], str(adapter.get("version") or "latest")) if adapter else None,
+                             request.get("turn_id"), "turn")
+    if refusal is not None:  # not called: the turn records the refusal and ends
+        return {"refused": refusal.to_dict()}
     completion = (await router.complete(chat)).to_dict()
     completion["offered_tools"] = [spec.name for spec in specs]
     completion["unavailable_servers"] = listing.get("unavailable") or {}
     return completion
+
+
+async def _refused(router: Any, agent_id: str, endpoint_id: str | None, adapter: tuple[str, str] | None,
+                   turn_id: str | None, call: str) -> Refusal | None:
+    """The policy refusal of a model call about to go where ``endpoint_id`` routes (audited), or ``None``."""
+    return await services().policy.check_model_call(agent_id, endpoint=_destination(router, endpoint_id),
+                                                     adapter=adapter, turn_id=turn_id, call=call)
+
+
+def _destination(router: Any, endpoint_id: str | None) -> str:
+    """Where a call naming ``endpoint_id`` goes, as policies name it: the endpoint's id, ``default``
+    for the app settings' endpoint, ``offline`` when the offline provider answers."""
+    try:
+        spec, _ = router.endpoint(endpoint_id)
+    except (InferenceError, ValueError):  # the call itself will say what is wrong
+        return endpoint_id or SETTINGS_ENDPOINT
+    return spec.id if spec is not None else OFFLINE_ENDPOINT
 
 
 async def _context_tool_list(agent_id: str) -> list[dict[str, Any]]:
@@ -124,6 +155,12 @@ async def _context_tool_list(agent_id: str) -> list[dict[str, Any]]:
 async def tool_call(request: dict[str, Any]) -> dict[str, Any]:
     """A call of the agent's own context server (in this app; MCP servers go through the gateway)."""
     agent_id, tool = request["agent_id"], request["tool"]
+    turn_id = request.get("turn_id")
+    call_id = tool_call_id(turn_id, request["index"]) if turn_id is not None and "index" in request else None
+    refusal = await services().policy.admit_tool_call(agent_id, server=CONTEXT_SERVER, tool=tool, turn_id=turn_id,
+                                                      call_id=call_id)
+    if refusal is not None:  # not run: the model reads why and goes on
+        return refused_result(refusal)
     backend = SnapshotBackend(request.get("state") or {}, services().archive)
     return await call_context_tool(agent_id, backend, tool, request.get("arguments") or {})
 
@@ -172,7 +209,10 @@ async def approval_decided(request: dict[str, Any]) -> None:
 
 
 async def archive(record: dict[str, Any]) -> None:
-    await services().archive.save(record)
+    """Keep the turn in full, then its decision on the agent's audit chain (both idempotent: retried as one)."""
+    realm = services()
+    await realm.archive.save(record)
+    await audit_decision(realm.audit, record)
 
 
 async def publish(request: dict[str, Any]) -> int:
@@ -217,18 +257,36 @@ async def summarize(request: dict[str, Any]) -> str | None:
     router = await services().inference()
     if not router.uses_model(settings.get("endpoint") or None):
         return None
+    adapter = settings.get("adapter") or None
+    refusal = await _refused(router, request["agent_id"], settings.get("endpoint") or None,
+                             (adapter["name"], str(adapter.get("version") or "latest")) if adapter else None,
+                             request.get("turn_id"), "summary")
+    if refusal is not None:  # the extractive summary line stays
+        return None
     turn = request["turn"]
     earlier = "\n".join(request.get("summary") or []) or "(none)"
     prompt = (f"Earlier summary lines:\n{earlier}\n\nTurn at {turn['time'][:16]}: event {turn['event_type']}, "
               f"outcome {turn['outcome']}: {turn['text']}\n\nWrite ONE line (at most 25 words) that keeps what "
               "matters from this turn for the future. Answer with the line only.")
-    adapter = settings.get("adapter") or None
     completion = await router.complete(ChatRequest(request["agent_id"], [ChatMessage("user", prompt)],
                                                    endpoint=settings.get("endpoint") or None,
                                                    adapter=adapter["name"] if adapter else None, temperature=0.0,
                                                    max_tokens=80))
     line = " ".join(completion.content.split())
     return f"{turn['time'][:16]} {turn['event_type']} ({turn['outcome']}): {line}" if line else None
+
+
+async def policy(request: dict[str, Any]) -> dict[str, Any]:
+    """The agent's effective policy now (the turn fetches it once, and again after each quiet-hours wait)."""
+    realm = services()
+    await realm.current_configs()
+    return realm.policy.effective(request["agent_id"]).to_dict()
+
+
+async def policy_record(request: dict[str, Any]) -> None:
+    """Audit a refusal (or a quiet-hours deferral) the turn itself made: per-turn limits, quiet hours."""
+    await services().policy.record(request["agent_id"], Refusal.from_dict(request["refusal"]),
+                                   turn_id=request.get("turn_id"), kind=request.get("kind") or REFUSED)
 
 
 async def grant(request: dict[str, Any], client: Any) -> bool:

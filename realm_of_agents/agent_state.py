@@ -52,7 +52,8 @@ def new_state(agent_id: str) -> State:
         "config_version": None,
         "goals": [],
         "memory": empty_memory(),
-        "counters": {"turns": 0, "declined": 0, "failed": 0, "tool_calls": 0, "tokens_in": 0, "tokens_out": 0},
+        "counters": {"turns": 0, "declined": 0, "failed": 0, "refused": 0, "tool_calls": 0, "tokens_in": 0,
+                     "tokens_out": 0},
         "inbox": [],
         "current": None,
         "processed": [],
@@ -161,8 +162,8 @@ def finish(state: State, event_id: str, turn: dict[str, Any], at: str) -> tuple[
     counters = new["counters"]
     counters["turns"] += 1
     outcome = turn["digest"]["outcome"]
-    if outcome in ("declined", "failed"):
-        counters[outcome] += 1
+    if outcome in ("declined", "failed", "refused"):  # refused: a policy stopped it (states from before lack the key)
+        counters[outcome] = counters.get(outcome, 0) + 1
     counters["tool_calls"] += int(turn.get("tool_calls", 0))
     counters["tokens_in"] += int(turn.get("tokens_in", 0))
     counters["tokens_out"] += int(turn.get("tokens_out", 0))

@@ -16,8 +16,12 @@ import azure.durable_functions as df
 import azure.functions as func
 from pydantic import ValidationError
 
+from kernel.adapters import redact as redact_text
+from kernel.governance.access import acting
+from kernel.governance.redaction import redact
 from kernel.messages import Envelope, describe_invalid
 from kernel.ports import NotFound, OutboundMessage
+from kernel.telemetry import stamp
 from kernel.topology import AGENT_EVENTS
 from realm_of_agents import commands, registration
 from realm_of_agents.approvals import ApprovalConflict
@@ -118,6 +122,7 @@ async def send_event(req: func.HttpRequest, client: df.DurableOrchestrationClien
         envelope = Envelope(to=agent_id, **fields)
     except ValidationError as invalid:
         return error(f"invalid event: {describe_invalid(invalid)}", 400)
+    envelope = stamp(envelope)  # the HTTP request's span: the agent's wake is its child
     await realm.adapters.sender.send(AGENT_EVENTS, [OutboundMessage.from_envelope(envelope)])
     turn_id = turn_instance_id(agent_id, envelope.id)
     return respond({"event_id": envelope.id, "agent_id": agent_id, "turn_id": turn_id,
@@ -130,8 +135,15 @@ async def command(req: func.HttpRequest, client: df.DurableOrchestrationClient, 
     if services().agent(agent_id) is None and await _state(client, agent_id) is None:
         return _unknown(agent_id)
     instance = command_instance_id(agent_id, operation, uuid.uuid4().hex)
+    actor = acting()
+    try:  # no admin action goes unaudited: the record first, the action only if it was written
+        await services().audit.append(agent_id, f"admin.{operation}", actor=actor, subject=agent_id,
+                                      data={"command": instance, "payload": redact(payload or {})})
+    except Exception as failure:  # noqa: BLE001
+        return error(f"{operation} not done: the audit log could not record it "
+                     f"({type(failure).__name__}: {redact_text(str(failure))[:200]})", 503)
     await client.start_new(commands.ORCHESTRATOR, instance,
-                           {"agent_id": agent_id, "operation": operation, "payload": payload or {"by": "api"}})
+                           {"agent_id": agent_id, "operation": operation, "payload": payload or {"by": actor}})
     status = await _await_instance(client, instance, COMMAND_WAIT_SECONDS)
     if status is None:
         return respond({"accepted": True, "command": instance, "note": "still running"}, 202)
@@ -201,13 +213,15 @@ async def get_turn(req: func.HttpRequest, client: df.DurableOrchestrationClient)
     custom = status.custom_status if isinstance(status.custom_status, dict) else {}
     return respond({"agent_id": agent_id, "turn_id": turn_id, "status": status.runtime_status.value,
                     "phase": custom.get("phase"), "position": custom.get("position"),
-                    **{key: custom[key] for key in ("approval_id", "tool", "deadline") if key in custom},
+                    **{key: custom[key] for key in ("approval_id", "tool", "deadline", "until", "policies")
+                       if key in custom},
                     "result": status.output if status.runtime_status.value == "Completed" else None}, 200)
 
 
 async def sync_agents(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     realm = services()
-    report = await registration.sync(client, await realm.current_configs(refresh=True), realm.adapters.tables)
+    report = await registration.sync(client, await realm.current_configs(refresh=True), realm.adapters.tables,
+                                     actor=acting())
     return respond(report.to_dict())
 
 
@@ -273,6 +287,9 @@ async def answer_approval(req: func.HttpRequest, client: df.DurableOrchestration
     by, reason = body.get("by") or "api", body.get("reason")
     if not isinstance(by, str) or (reason is not None and not isinstance(reason, str)):
         return error("'by' and 'reason' must be strings", 400)
+    actor = acting()
+    if actor.startswith("user:"):  # a signed-in caller is who they proved to be, whatever the body says
+        by = actor
     try:
         answered = await services().approvals.answer(approval, approved=body["approve"], by=by, reason=reason,
                                                      now=datetime.now(timezone.utc))

@@ -11,10 +11,12 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from kernel.governance.access import requires
+from kernel.telemetry.http import traced_route
 from kernel.topology import AGENT_EVENTS, REALM_SUBSCRIPTION
 from realm_of_agents import activities, api, commands, registration, schedules, turn
 from realm_of_agents.entity import ENTITY_NAME, agent_entity
 from realm_of_agents.services import services
+from realm_of_agents.tracing import traced_activity
 from realm_of_agents.wake import Delivery, wake
 
 bp = df.Blueprint()
@@ -44,21 +46,25 @@ def agent_schedule(context: df.DurableOrchestrationContext):  # type: ignore[no-
 
 
 @bp.activity_trigger(input_name="request", activity=turn.ASSESS)
+@traced_activity(turn.ASSESS)
 async def agent_assess(request: dict[str, Any]) -> dict[str, Any]:
     return await activities.assess(request)
 
 
 @bp.activity_trigger(input_name="request", activity=turn.MODEL)
+@traced_activity(turn.MODEL)
 async def agent_model(request: dict[str, Any]) -> dict[str, Any]:
     return await activities.model_call(request)
 
 
 @bp.activity_trigger(input_name="request", activity=turn.TOOL)
+@traced_activity(turn.TOOL)
 async def agent_tool(request: dict[str, Any]) -> dict[str, Any]:
     return await activities.tool_call(request)
 
 
 @bp.activity_trigger(input_name="request", activity=turn.TOOL_REQUEST)
+@traced_activity(turn.TOOL_REQUEST)
 async def agent_tool_request(request: dict[str, Any]) -> dict[str, Any]:
     """Send an MCP request to the gateway (the turn then waits for the answer as an external event)."""
     return await activities.tool_request(request)
@@ -75,11 +81,13 @@ async def agent_approval_decided(request: dict[str, Any]) -> None:
 
 
 @bp.activity_trigger(input_name="request", activity=turn.ARCHIVE)
+@traced_activity(turn.ARCHIVE)
 async def agent_archive(request: dict[str, Any]) -> None:
     await activities.archive(request)
 
 
 @bp.activity_trigger(input_name="request", activity=turn.PUBLISH)
+@traced_activity(turn.PUBLISH)
 async def agent_publish(request: dict[str, Any]) -> int:
     return await activities.publish(request)
 
@@ -97,6 +105,16 @@ async def agent_config(request: dict[str, Any]) -> dict[str, Any] | None:
 @bp.activity_trigger(input_name="request", activity=turn.SUMMARIZE)
 async def agent_summarize(request: dict[str, Any]) -> str | None:
     return await activities.summarize(request)
+
+
+@bp.activity_trigger(input_name="request", activity=turn.POLICY)
+async def agent_policy(request: dict[str, Any]) -> dict[str, Any]:
+    return await activities.policy(request)
+
+
+@bp.activity_trigger(input_name="request", activity=turn.POLICY_RECORD)
+async def agent_policy_record(request: dict[str, Any]) -> None:
+    await activities.policy_record(request)
 
 
 @bp.activity_trigger(input_name="request", activity=schedules.SEND_EVENT)
@@ -158,6 +176,7 @@ async def get_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient
 
 @bp.route(route="agents/{agent_id}/events", methods=["POST"])
 @bp.durable_client_input(client_name="client")
+@traced_route("agents/{agent_id}/events")
 @requires("operator")
 async def send_agent_event(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Send an event to the agent (through the agent-events topic, like any other event)."""

@@ -8,7 +8,8 @@ registry (table ``agents``: the config version and schedules each agent was last
   version; a purpose change is remembered as a fact; a disabled agent is paused);
 * starts, replaces or stops their schedule orchestrations;
 * retires agents whose config is gone (their state is kept) — unless their file is only broken,
-  in which case the agent keeps running its last good config and the problem is reported.
+  in which case the agent keeps running its last good config and the problem is reported;
+* audits every config document added, changed or removed (``kernel.governance.config_audit``).
 
 Every step is idempotent (command instance ids derive from the config version), so two syncs at
 once, or a sync interrupted half way, leave the same result.
@@ -25,7 +26,10 @@ from typing import Any
 import azure.durable_functions as df
 
 from kernel.config.loader import ConfigSet
+from kernel.adapters import redact as redact_text
 from kernel.config.models import AgentConfig
+from kernel.governance import config_audit
+from kernel.governance.audit import AuditLog
 from kernel.ports import TableStore
 from realm_of_agents import commands, ids, schedules
 from realm_of_agents.instances import FINISHED, runtime_status, start_once
@@ -43,6 +47,7 @@ class SyncReport:
     kept_broken: list[str] = field(default_factory=list)
     schedules_started: list[str] = field(default_factory=list)
     schedules_stopped: list[str] = field(default_factory=list)
+    config_changes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -54,9 +59,16 @@ async def registered(tables: TableStore) -> dict[str, dict[str, Any]]:
 
 
 async def sync(client: df.DurableOrchestrationClient, configs: ConfigSet, tables: TableStore,
-               now: datetime | None = None) -> SyncReport:
+               now: datetime | None = None, *, actor: str = "config-sync") -> SyncReport:
+    """``actor`` is who asked (the audit records of config changes name it)."""
     now = now or datetime.now(timezone.utc)
     report = SyncReport()
+    try:
+        changes = await config_audit.record_changes(configs, tables, AuditLog(tables), actor=actor)
+        report.config_changes = [f"{c.kind.removeprefix('config.')} {c.doc_kind}/{c.doc_id}" for c in changes]
+    except Exception as error:  # noqa: BLE001 - the agents still sync; the register is unchanged, so the next sync audits
+        log.error("config sync: config changes not audited this time (%s: %s)", type(error).__name__,
+                  redact_text(str(error))[:200])
     registry = await registered(tables)
     broken_files = {problem.file for problem in configs.errors}
     for agent in sorted(configs.agents.values(), key=lambda a: a.id):

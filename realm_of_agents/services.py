@@ -2,9 +2,9 @@
 
 Functions get their dependencies here rather than from globals scattered through modules: the
 storage and messaging ports (``kernel.adapters.Adapters``), the turn archive, the dead-letter
-store, approvals, the audit log and the inference router. Async functions of one app share one event
-loop (the Python worker's, or the embedded engine's), and the adapters are asyncio objects, so
-there is one ``RealmServices`` per loop. ``close_services()`` closes them at shutdown.
+store, approvals, the audit log, the policy guard and the inference router. Async functions of
+one app share one event loop (the Python worker's, or the embedded engine's), and the adapters
+are asyncio objects, so there is one ``RealmServices`` per loop. ``close_services()`` closes them at shutdown.
 
 MCP tools are not here: turns reach them through the MCPServers app's gateway over Service Bus.
 """
@@ -23,6 +23,7 @@ from kernel.config.store import ConfigStore, default_store
 from kernel.inference.router import InferenceRouter
 from kernel.deadletters import DeadLetterStore
 from kernel.governance.audit import AuditLog
+from kernel.governance.policy_guard import PolicyGuard
 from realm_of_agents.approvals import ApprovalStore
 from realm_of_agents.archive import TurnArchive
 
@@ -37,6 +38,7 @@ class RealmServices:
         self.deadletters = DeadLetterStore(self.adapters.blobs, self.adapters.tables)
         self.approvals = ApprovalStore(self.adapters.tables)
         self.audit = AuditLog(self.adapters.tables)
+        self.policy = PolicyGuard(self.adapters.tables, self.configs.current, self.audit)
         self._inference: InferenceRouter | None = None
         container = settings.get("AOS_CONFIG_CONTAINER", self.environ)
         self._mirror = Mirror(self.adapters.blobs, container, settings.config_drop_dir(self.environ)) if container else None

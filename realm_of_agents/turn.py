@@ -2,6 +2,7 @@
 
     begin (entity: the agent's lock and queue) -> wait for the turn if queued
     read the agent's state (entity)
+    the agent's policy (activity)        -> quiet hours: wait on a timer until they end, or refuse
     purpose alignment (activity)         -> declined events end here, with the reason
     MCP tools offered to the agent       -> a list_tools request to the MCP gateway (if it has grants)
     model call (activity) -> tool calls, each checkpointed and idempotent by turn id and index:
@@ -15,8 +16,12 @@
     grant (activity)                     -> tells the next queued turn to go
 
 Every step's failure is recorded on the turn, which then ends as ``failed``: the agent always
-finishes the turn and takes its next event. A crash resumes from the last checkpoint (Durable
-replay), so completed model and tool calls are not repeated.
+finishes the turn and takes its next event. A policy (``kernel.governance.policy``) that stops the
+turn — a model call refused for its token budget or allow-lists, the policy's step limit, quiet
+hours with ``refuse`` — ends it as ``refused``, recorded as a ``policy`` step and in ``refusals``;
+a tool call a policy refuses comes back to the model as an error result and the turn goes on.
+A crash resumes from the last checkpoint (Durable replay), so completed model and tool calls are
+not repeated.
 
 Orchestrator rules apply: deterministic code only (time from ``context.current_utc_datetime``,
 ids from ``realm_of_agents.ids``), plain JSON in and out.
@@ -25,13 +30,15 @@ ids from ``realm_of_agents.ids``), plain JSON in and out.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Generator
 
 import azure.durable_functions as df
 
+from kernel.governance import policy as policies
+from kernel.governance.policy import EffectivePolicy, Refusal
 from kernel.toolbus import ToolRequest, error_result, list_call_id, tool_call_id
-from realm_of_agents import approvals, ids, purpose, prompt
+from realm_of_agents import approvals, ids, prompt, purpose
 from realm_of_agents.entity import ENTITY_NAME
 from realm_of_agents.memory import digest
 
@@ -44,6 +51,8 @@ REPLY_TYPE = "agent.reply"
 DECLINE_TYPE = "agent.declined"
 MODEL_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2000, max_number_of_attempts=2)
 STORE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=5)
+#: A turn deferred by quiet hours reads its policy again this often (a changed policy applies).
+POLICY_RECHECK = timedelta(minutes=5)
 #: A granted turn that does not exist yet may be a moment from being started by the wake function.
 GRANT_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=6)
 
@@ -53,6 +62,8 @@ ASSESS, MODEL, TOOL, ARCHIVE, PUBLISH, GRANT, REPORT, CONFIG, SUMMARIZE = (
     "agent_config", "agent_summarize")
 TOOL_REQUEST, APPROVAL_REQUESTED, APPROVAL_DECIDED = (
     "agent_tool_request", "agent_approval_requested", "agent_approval_decided")
+POLICY, POLICY_RECORD = "agent_policy", "agent_policy_record"
+POLICY_REFUSED, POLICY_DEFERRED = "policy.refused", "policy.deferred"
 
 
 def turn_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
@@ -161,13 +172,20 @@ class _Turn:
         self.goal_updates: dict[str, dict[str, Any]] = {}
         self.sent_events: list[dict[str, Any]] = []
         self.summary_lines: dict[str, str] = {}
+        self.policy = EffectivePolicy(agent_id)
+        self.refusals: list[dict[str, Any]] = []
 
     def run(self) -> Generator[Any, Any, None]:
         if not self.config:
             self.fail("the agent has no config yet (it was never registered)")
             return
+        if not (yield from self._read_policy()) or not (yield from self._quiet_hours()):
+            return
         self.alignment = yield self.context.call_activity(ASSESS, {
-            "agent_id": self.agent_id, "config": self.config, "event": self.event})
+            "agent_id": self.agent_id, "turn_id": self.turn_id, "config": self.config, "event": self.event})
+        if self.alignment.get("refused"):  # the purpose check's model call was refused (and audited)
+            self._refuse(self.alignment["refused"])
+            return
         if not self.alignment["aligned"]:
             self.outcome = "declined"
             self.rationale = self.alignment["reason"]
@@ -178,18 +196,81 @@ class _Turn:
         self._touch_goals()
         self._stamp()
 
+    # policy -------------------------------------------------------------------------------------
+    def _read_policy(self) -> Generator[Any, Any, bool]:
+        """The agent's effective policy, read through an activity (so replay sees the same one)."""
+        try:
+            found = yield self.context.call_activity_with_retry(POLICY, STORE_RETRY, {"agent_id": self.agent_id})
+        except Exception as error:
+            self.fail(f"the agent's policy could not be read: {_reason(error)}")
+            return False
+        self.policy = EffectivePolicy.from_dict(found)
+        return True
+
+    def _quiet_hours(self) -> Generator[Any, Any, bool]:
+        """Whether the turn may start: in quiet hours it waits on a durable timer until they end
+        (``defer``, reading the policy again every POLICY_RECHECK), or ends refused (``refuse``)."""
+        deferred: dict[str, Any] | None = None
+        while True:
+            now = _utc(self.context.current_utc_datetime)
+            quiet = policies.quiet_state(self.policy, now)
+            if not quiet.quiet:
+                break
+            refusal = quiet.refusal(now)
+            if quiet.action == "refuse":
+                yield from self._audit(refusal)
+                self._refuse(refusal.to_dict())
+                return False
+            if deferred is None:
+                deferred = {"kind": "policy", **refusal.to_dict(), "at": now.isoformat()}
+                self.steps.append(deferred)
+                yield from self._audit(refusal, kind=POLICY_DEFERRED)
+            deferred["until"] = refusal.details["until"]
+            self.context.set_custom_status({"phase": "quiet-hours", "until": deferred["until"],
+                                            "policies": list(quiet.policies)})
+            wake = min(quiet.until or now, now + POLICY_RECHECK)
+            yield self.context.create_timer(_like(wake, self.context.current_utc_datetime))
+            if not (yield from self._read_policy()):
+                return False
+        if deferred is not None:
+            deferred["resumed"] = now.isoformat()
+            self.context.set_custom_status({"phase": "working"})
+        return True
+
+    def _audit(self, refusal: Refusal, *, kind: str = POLICY_REFUSED) -> Generator[Any, Any, None]:
+        """Audit a refusal the turn itself made (an audit outage is logged by the activity, never fatal)."""
+        try:
+            yield self.context.call_activity_with_retry(POLICY_RECORD, STORE_RETRY, {
+                "agent_id": self.agent_id, "turn_id": self.turn_id, "kind": kind, "refusal": refusal.to_dict()})
+        except Exception:
+            pass
+
+    def _refuse(self, refusal: dict[str, Any]) -> None:
+        """End the turn because a policy stopped it (audited by whoever refused)."""
+        self.refusals.append(refusal)
+        self.steps.append({"kind": "policy", **refusal})
+        self.outcome = "refused"
+        self.error = f"refused by policy: {refusal['reason']}"
+        self.rationale = self.error
+        self._stamp()
+
+    # conversation ---------------------------------------------------------------------------------
     def _converse(self) -> Generator[Any, Any, None]:
         model = self.config.get("model") or {}
         messages = prompt.initial_messages(self.state, self.event)
         tools = yield from self._list_tools()
-        for step in range(int(model.get("max_steps", 6))):
+        max_steps, binding = policies.turn_limit(int(model.get("max_steps", 6)), self.policy.max_steps_per_turn)
+        for step in range(max_steps):
             try:
                 completion = yield self.context.call_activity_with_retry(MODEL, MODEL_RETRY, {
                     "agent_id": self.agent_id, "turn_id": self.turn_id, "step": step, "model": model,
-                    "messages": messages, "tools": tools})
+                    "messages": messages, "tools": tools, "traceparent": self.event.get("traceparent")})
             except Exception as error:
                 self.steps.append({"kind": "model", "step": step, "error": _reason(error)})
                 self.fail(f"model call failed: {_reason(error)}")
+                return
+            if completion.get("refused"):  # not called; the activity audited it
+                self._refuse({**completion["refused"], "step": step})
                 return
             self.provider = completion["provider"]
             self.tokens_in += completion["usage"]["prompt_tokens"]
@@ -209,6 +290,12 @@ class _Turn:
             for call in completion["tool_calls"]:
                 result = yield from self._call_tool(call)
                 messages.append({"role": "tool", "content": _tool_text(result), "tool_call_id": call["id"]})
+        if binding is not None:
+            refusal = policies.turn_limit_refusal("max_steps_per_turn", binding, max_steps, "model calls")
+            yield from self._audit(refusal)
+            self._refuse({**refusal.to_dict(), "reason": f"{refusal.reason}; they were spent before the model "
+                                                          "answered"})
+            return
         self.fail(f"the step budget of {model.get('max_steps', 6)} model calls was spent before the model answered")
 
     def _list_tools(self) -> Generator[Any, Any, dict[str, Any]]:
@@ -229,15 +316,23 @@ class _Turn:
         server, _, tool = call["name"].partition("__")
         step: dict[str, Any] = {"kind": "tool", "index": index, "server": server, "tool": tool,
                                 "arguments": call["arguments"], "call_id": call["id"]}
-        limit = int((self.config.get("model") or {}).get("max_tool_calls", 16))
-        if index >= limit:
+        limit, binding = policies.turn_limit(int((self.config.get("model") or {}).get("max_tool_calls", 16)),
+                                             self.policy.max_tool_calls_per_turn)
+        if index >= limit and binding is not None:
+            refusal = policies.turn_limit_refusal("max_tool_calls_per_turn", binding, index, "tool calls")
+            refusal = Refusal(refusal.rule, refusal.policies, refusal.reason, refusal.limit, refusal.observed,
+                              {"server": server, "tool": tool})
+            yield from self._audit(refusal)
+            result = policies.refused_result(refusal)
+        elif index >= limit:
             result = _error_result(f"the tool-call budget of {limit} calls for this turn is spent")
         elif server == CONTEXT_SERVER:
             self.tool_calls += 1
             try:
                 result = yield self.context.call_activity(TOOL, {
                     "agent_id": self.agent_id, "turn_id": self.turn_id, "index": index, "server": server,
-                    "tool": tool, "arguments": call["arguments"], "state": self.state})
+                    "tool": tool, "arguments": call["arguments"], "state": self.state,
+                    "traceparent": self.event.get("traceparent")})
             except Exception as error:
                 result = _error_result(f"tool call failed: {_reason(error)}")
         else:
@@ -245,6 +340,8 @@ class _Turn:
             result = yield from self._call_mcp_tool(index, server, tool, call["arguments"], step)
         step["result"] = result
         self.steps.append(step)
+        if result.get("error") == "PolicyRefused" and isinstance(result.get("policy"), dict):
+            self.refusals.append({**result["policy"], "tool_index": index})
         if server == CONTEXT_SERVER and not result.get("is_error"):
             self._collect_context_effect(tool, call["arguments"])
         return result
@@ -343,7 +440,8 @@ class _Turn:
         leaving = window[0]
         try:
             line = yield self.context.call_activity(SUMMARIZE, {
-                "agent_id": self.agent_id, "model": self.config.get("model") or {}, "turn": leaving,
+                "agent_id": self.agent_id, "turn_id": self.turn_id, "model": self.config.get("model") or {},
+                "turn": leaving,
                 "summary": (memory.get("summary") or [])[-5:]})
         except Exception:
             return
@@ -368,6 +466,7 @@ class _Turn:
             "decision": {"action": self.outcome, "rationale": self.rationale}, "outputs": self.outputs(),
             "provider": self.provider, "tool_calls": self.tool_calls,
             "usage": {"prompt_tokens": self.tokens_in, "completion_tokens": self.tokens_out},
+            "policies": list(self.policy.policies), "refusals": self.refusals,
             "facts": self.facts, "goal_updates": self.goal_updates,
         }
 
@@ -396,6 +495,16 @@ class _Turn:
             "facts": self.facts, "tool_calls": self.tool_calls, "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out, "goal_updates": self.goal_updates, "summary_lines": self.summary_lines,
         }
+
+
+def _utc(moment: datetime) -> datetime:
+    """The orchestration's clock as an aware UTC datetime (history timestamps may come naive)."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _like(moment: datetime, clock: datetime) -> datetime:
+    """``moment`` (aware UTC) in the form of the orchestration's clock, for ``create_timer``."""
+    return moment.replace(tzinfo=None) if clock.tzinfo is None else moment
 
 
 def _error_result(message: str) -> dict[str, Any]:

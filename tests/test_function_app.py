@@ -15,24 +15,37 @@ from kernel.roles import ROLE_BLUEPRINTS, selected_roles
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: Functions every app serves whatever its roles, registered once (kernel/health/blueprint.py).
+COMMON_FUNCTIONS = {
+    "health": ("httpTrigger", "health"),
+    "health_live": ("httpTrigger", "health/live"),
+    "health_ready": ("httpTrigger", "health/ready"),
+    "health_details": ("httpTrigger", "health/details"),
+}
+#: Routes probes call without a key or token.
+ANONYMOUS = {"health", "health_live", "health_ready"}
+
 #: Functions each role must contribute (name -> trigger type and route where relevant).
 ROLE_FUNCTIONS = {
     "kernel": {
-        "health": ("httpTrigger", "health"),
+        **COMMON_FUNCTIONS,
         "config_problems": ("httpTrigger", "configs/problems"),
         "route_agent_outputs": ("serviceBusTrigger", None),
         "deliver_tool_responses": ("serviceBusTrigger", None),
         "audit_records": ("httpTrigger", "audit"),
         "audit_verify": ("httpTrigger", "audit/verify"),
+        "audit_anchor_now": ("httpTrigger", "audit/anchor"),
+        "audit_anchor": ("timerTrigger", None),
         "model_usage": ("httpTrigger", "usage"),
     },
     "realm": {
+        **COMMON_FUNCTIONS,
         "agent": ("entityTrigger", None),
         **{name: ("orchestrationTrigger", None) for name in ("agent_turn", "agent_command", "agent_schedule")},
         **{name: ("activityTrigger", None) for name in (
             "agent_assess", "agent_model", "agent_tool", "agent_archive", "agent_publish", "agent_report",
             "agent_config", "agent_send_event", "agent_grant", "agent_summarize", "agent_tool_request",
-            "agent_approval_requested", "agent_approval_decided")},
+            "agent_approval_requested", "agent_approval_decided", "agent_policy", "agent_policy_record")},
         "agent_wake": ("serviceBusTrigger", None),
         "agent_config_sync": ("timerTrigger", None),
         "list_agents": ("httpTrigger", "agents"),
@@ -54,6 +67,7 @@ ROLE_FUNCTIONS = {
         "answer_approval": ("httpTrigger", "approvals/{approval_id}"),
     },
     "mcp": {
+        **COMMON_FUNCTIONS,
         "mcp_gateway": ("serviceBusTrigger", None),
         "list_servers": ("httpTrigger", "mcp/servers"),
         "list_server_tools": ("httpTrigger", "mcp/servers/{server_id}/tools"),
@@ -106,7 +120,7 @@ def test_health_is_anonymous_and_admin_routes_need_a_key() -> None:
     functions = _index(None)
     auth = {name: next(b for b in bindings if b["type"] == "httpTrigger")["authLevel"]
             for name, bindings in functions.items() if any(b["type"] == "httpTrigger" for b in bindings)}
-    assert auth.pop("health") == "ANONYMOUS"
+    assert {name: auth.pop(name) for name in ANONYMOUS} == dict.fromkeys(ANONYMOUS, "ANONYMOUS")
     assert set(auth.values()) == {"FUNCTION"}, "every other route needs at least a function key"
 
 

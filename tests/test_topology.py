@@ -74,3 +74,32 @@ def test_filters_longer_than_service_bus_allows_are_reported(tmp_path: Path) -> 
     _, problems = build_topology(load_configs([tmp_path / "agent_configs"]))
     (problem,) = problems
     assert "1024" in problem.message and problem.file.endswith("a.yaml")
+
+
+def test_each_subscription_has_the_lock_its_consumer_needs_and_the_embedded_bus_applies_it() -> None:
+    """One minute for the quick consumers, five (the Service Bus maximum) for the MCP gateway,
+    whose deliveries last a whole tool call; Bicep, the emulator and the embedded bus read it."""
+    import sqlite3
+    from datetime import timedelta
+
+    from kernel.engine.bus import EmbeddedBus
+    from kernel.engine.topology import declare
+    from kernel.topology import GATEWAY_SUBSCRIPTION, KERNEL_SUBSCRIPTION, REALM_SUBSCRIPTION
+
+    document, _ = build_topology(load_configs([REPO / "agent_configs", REPO / "mcp_configs"]))
+    locks = {(t["name"], s["name"]): s["lock_duration_seconds"] for t in document["topics"] for s in t["subscriptions"]}
+    assert locks == {("agent-events", REALM_SUBSCRIPTION): 60, ("agent-outputs", KERNEL_SUBSCRIPTION): 60,
+                     ("mcp-requests", GATEWAY_SUBSCRIPTION): 300, ("mcp-responses", KERNEL_SUBSCRIPTION): 60}
+
+    class NoTriggers:
+        def by_trigger(self, trigger_type: str) -> list:
+            return []
+
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        bus = EmbeddedBus(connection)
+        declare(bus, NoTriggers(), document)
+        subscriptions = bus.entities()["topics"]["mcp-requests"]["subscriptions"]
+        assert subscriptions[GATEWAY_SUBSCRIPTION]["lock_duration"] == timedelta(minutes=5)
+    finally:
+        connection.close()

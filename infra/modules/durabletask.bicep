@@ -1,9 +1,10 @@
-// Durable Task Scheduler (the managed Durable Functions backend) and the task hub the apps share.
+// Durable Task Scheduler (the managed Durable Functions backend) with one task hub per app: two
+// apps on one hub would each run (or fail to find) the other's orchestrations and activities.
 
 param location string
 param tags object
 param schedulerName string
-param taskHubName string
+param taskHubNames array
 @allowed([
   'Consumption'
   'Dedicated'
@@ -26,11 +27,11 @@ resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' = {
   }
 }
 
-resource taskHub 'Microsoft.DurableTask/schedulers/taskHubs@2025-11-01' = {
+resource taskHubs 'Microsoft.DurableTask/schedulers/taskHubs@2025-11-01' = [for hub in taskHubNames: {
   parent: scheduler
-  name: taskHubName
-}
+  name: hub
+}]
 
 output schedulerName string = scheduler.name
-output taskHubName string = taskHub.name
+output taskHubNames array = [for (hub, i) in taskHubNames: taskHubs[i].name]
 output endpoint string = scheduler.properties.endpoint

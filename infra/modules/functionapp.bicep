@@ -76,10 +76,11 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
-      appSettings: map(items(appSettings), setting => {
+      // A for-expression rather than map(): checkov's older Bicep parser reads this file then.
+      appSettings: [for setting in items(appSettings): {
         name: setting.key
         value: setting.value
-      })
+      }]
     }
   }
 }

@@ -5,7 +5,6 @@ param tags object
 param name string
 param tenantId string = subscription().tenantId
 param softDeleteRetentionInDays int = 90
-param enablePurgeProtection bool = true
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: name
@@ -20,7 +19,8 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableRbacAuthorization: true
     enableSoftDelete: true
     softDeleteRetentionInDays: softDeleteRetentionInDays
-    enablePurgeProtection: enablePurgeProtection ? true : null
+    // Always on: a deleted vault (and its secrets) stays recoverable for the retention period.
+    enablePurgeProtection: true
     publicNetworkAccess: 'Enabled'
   }
 }

@@ -5,7 +5,12 @@
 //   Service Bus   Data Sender on the topics the app publishes to, Data Receiver on the topics it
 //                 has subscriptions on (topic scope, never the namespace)
 //   Key Vault     Secrets User (read secret values; cannot list or write)
-//   Durable Task  Data Contributor on the task hub only (Durable Task Scheduler backend)
+//   Durable Task  Data Contributor on the task hubs the app works in, never the scheduler: its
+//                 own, and for the kernel the realm's too (it raises MCP answers in the realm's
+//                 turns). With the Azure Storage backend the hubs live in the storage account,
+//                 which the queue, table and blob roles above already cover.
+// Model endpoints (Cognitive Services OpenAI User, the ML scoring role) are granted to the realm
+// identity only, in openai-access.bicep and ml-access.bicep.
 //   App Insights  Monitoring Metrics Publisher (Entra ID authenticated telemetry ingestion)
 
 param principalId string
@@ -17,7 +22,8 @@ param keyVaultName string
 param appInsightsName string
 param useDurableTaskScheduler bool
 param schedulerName string
-param taskHubName string
+@description('Task hubs (names) the identity may use; empty with the Azure Storage backend.')
+param taskHubNames array
 
 // Built-in role definition ids (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 var roleIds = {
@@ -57,14 +63,9 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
 }
 
-resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' existing = if (useDurableTaskScheduler) {
-  name: schedulerName
-}
-
-resource taskHub 'Microsoft.DurableTask/schedulers/taskHubs@2025-11-01' existing = if (useDurableTaskScheduler) {
-  parent: scheduler
-  name: taskHubName
-}
+resource taskHubs 'Microsoft.DurableTask/schedulers/taskHubs@2025-11-01' existing = [for hub in taskHubNames: {
+  name: '${schedulerName}/${hub}'
+}]
 
 resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, principalId, roleIds.storageBlobDataOwner)
@@ -136,12 +137,12 @@ resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
-resource durableTaskContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (useDurableTaskScheduler) {
-  name: guid(resourceId('Microsoft.DurableTask/schedulers/taskHubs', schedulerName, taskHubName), principalId, roleIds.durableTaskDataContributor)
-  scope: taskHub
+resource durableTaskContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (hub, i) in taskHubNames: {
+  name: guid(taskHubs[i].id, principalId, roleIds.durableTaskDataContributor)
+  scope: taskHubs[i]
   properties: {
     principalId: principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.durableTaskDataContributor)
   }
-}
+}]

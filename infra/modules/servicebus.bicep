@@ -13,26 +13,13 @@ param name string
   'Premium'
 ])
 param skuName string = 'Standard'
-@description('Topics in the shape `aos topology` prints: [{name, subscriptions: [{name, rules: [{name, sql}], max_delivery_count}]}].')
-param topics array
-param lockDuration string = 'PT5M'
+@description('Topic names of the topology `aos topology` prints.')
+param topicNames array
+@description('Its subscriptions, flattened by main.bicep: [{topic, name, maxDeliveryCount, lockDuration, hasRules}].')
+param subscriptions array
+@description('Its SQL filter rules, flattened: [{topic, subscription, name, sql}].')
+param rules array
 param defaultMessageTimeToLive string = 'P14D'
-
-var subscriptions = flatten(map(topics, topic => map(topic.subscriptions, sub => {
-  topic: topic.name
-  name: sub.name
-  maxDeliveryCount: sub.max_delivery_count
-  ruleCount: length(sub.rules)
-})))
-
-var rules = flatten(map(topics, topic => flatten(map(topic.subscriptions, sub => map(sub.rules, rule => {
-  topic: topic.name
-  subscription: sub.name
-  name: rule.name
-  sql: rule.sql
-})))))
-
-var filteredSubscriptions = filter(subscriptions, sub => sub.ruleCount > 0)
 
 resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   name: name
@@ -49,9 +36,9 @@ resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   }
 }
 
-resource topicResources 'Microsoft.ServiceBus/namespaces/topics@2024-01-01' = [for topic in topics: {
+resource topicResources 'Microsoft.ServiceBus/namespaces/topics@2024-01-01' = [for topic in topicNames: {
   parent: namespace
-  name: topic.name
+  name: topic
   properties: {
     defaultMessageTimeToLive: defaultMessageTimeToLive
     requiresDuplicateDetection: true
@@ -65,7 +52,9 @@ resource subscriptionResources 'Microsoft.ServiceBus/namespaces/topics/subscript
   name: '${namespace.name}/${sub.topic}/${sub.name}'
   properties: {
     maxDeliveryCount: sub.maxDeliveryCount
-    lockDuration: lockDuration
+    // Per subscription, from the topology: one minute for the quick consumers, five for the
+    // MCP gateway, whose deliveries last a whole tool call (kernel/topology.py, LOCK_SECONDS).
+    lockDuration: sub.lockDuration
     deadLetteringOnMessageExpiration: true
     deadLetteringOnFilterEvaluationExceptions: true
     enableBatchedOperations: true
@@ -88,7 +77,8 @@ resource ruleResources 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rul
   ]
 }]
 
-resource defaultRuleOverrides 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2024-01-01' = [for sub in filteredSubscriptions: {
+// `if(` without a space: the form pycep-parser 0.7.1 (tests/infra) reads in a filtered loop.
+resource defaultRuleOverrides 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2024-01-01' = [for sub in subscriptions: if(sub.hasRules) {
   name: '${namespace.name}/${sub.topic}/${sub.name}/$Default'
   properties: {
     filterType: 'SqlFilter'
@@ -104,4 +94,4 @@ resource defaultRuleOverrides 'Microsoft.ServiceBus/namespaces/topics/subscripti
 output name string = namespace.name
 output id string = namespace.id
 output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
-output topicNames array = [for topic in topics: topic.name]
+output topicNames array = topicNames

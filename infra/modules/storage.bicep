@@ -1,6 +1,7 @@
 // The storage account the three apps share: Functions host storage (AzureWebJobsStorage), one
-// Flex Consumption deployment container per app, the agent config drop container, the turn
-// archive, and the turns and audit tables. Shared keys are off: every caller uses Entra ID.
+// Flex Consumption deployment container per app, the agent config drop container, and the
+// containers and tables the code writes (turn archive, audit, dead letters, tool calls, ...).
+// Shared keys are off: every caller uses Entra ID.
 
 param location string
 param tags object
@@ -8,9 +9,23 @@ param name string
 @description('Flex Consumption deployment package containers, one per app.')
 param deploymentContainerNames array
 param agentConfigsContainerName string
-param turnsContainerName string
-param turnsTableName string
-param auditTableName string
+@description('Containers the code writes (main.bicep lists them).')
+param dataContainerNames array
+@description('Tables the code writes (main.bicep lists them).')
+param tableNames array
+@description('Zone-redundant by default: the turn archive and the audit log are kept for years.')
+@allowed([
+  'Standard_ZRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+  'Standard_LRS'
+])
+param skuName string = 'Standard_ZRS'
+@description('The container the kernel writes audit anchors to (kernel/governance/anchor.py); one of dataContainerNames.')
+param auditAnchorContainerName string = 'audit-anchors'
+@description('Days each audit anchor blob stays immutable (time-based WORM retention); 0 leaves the container without a policy.')
+@minValue(0)
+param auditAnchorRetentionDays int = 365
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -18,7 +33,7 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   tags: tags
   kind: 'StorageV2'
   sku: {
-    name: 'Standard_LRS'
+    name: skuName
   }
   properties: {
     minimumTlsVersion: 'TLS1_2'
@@ -68,12 +83,33 @@ resource agentConfigs 'Microsoft.Storage/storageAccounts/blobServices/containers
   }
 }
 
-resource turnsArchive 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+resource dataContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for container in dataContainerNames: {
   parent: blobService
-  name: turnsContainerName
+  name: container
   properties: {
     publicAccess: 'None'
   }
+}]
+
+// Audit anchors are never overwritten, so a time-based retention policy costs nothing and means
+// nobody with table write access can rebuild an audit chain without the anchors giving it away.
+// The policy is created unlocked; lock it (az storage container immutability-policy lock) once
+// the retention period is settled: a locked policy can only be extended.
+resource anchorContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: blobService
+  name: auditAnchorContainerName
+}
+
+resource anchorRetention 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = if (auditAnchorRetentionDays > 0) {
+  parent: anchorContainer
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: auditAnchorRetentionDays
+    allowProtectedAppendWrites: false
+  }
+  dependsOn: [
+    dataContainers
+  ]
 }
 
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
@@ -81,15 +117,10 @@ resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-0
   name: 'default'
 }
 
-resource turnsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = [for table in tableNames: {
   parent: tableService
-  name: turnsTableName
-}
-
-resource auditTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
-  parent: tableService
-  name: auditTableName
-}
+  name: table
+}]
 
 output name string = account.name
 output id string = account.id

@@ -17,6 +17,7 @@ from typing import Any
 
 from kernel.adapters.embedded_secrets import check_secret_name
 from kernel.config.references import Reference, UnresolvedReference
+from kernel.governance import secret_values
 
 
 class KeyVaultSecretStore:
@@ -48,6 +49,7 @@ class KeyVaultSecretStore:
         self._inflight[name] = future
         try:
             value = await self._fetch(name)
+            secret_values.remember(value)
             if self._ttl > 0:
                 self._cache[name] = (value, self._clock() + self._ttl)
             future.set_result(value)

@@ -106,6 +106,21 @@ class ServiceBusMessageSender:
             await self._forget(topic_or_queue)
             raise NotFound(f"Service Bus queue or topic {topic_or_queue!r} does not exist") from None
 
+    async def probe(self, topic_or_queue: str) -> None:
+        """Open a fresh sender link and close it again, sending nothing.
+
+        Opening a link is a real round trip (connection, authorization, attach to the entity), which a
+        cached sender would skip once open; so readiness learns that the namespace answers, that this
+        identity may send, and that the entity exists.
+        """
+        from azure.servicebus.exceptions import MessagingEntityNotFoundError
+
+        try:
+            async with self._client.get_queue_sender(topic_or_queue) as sender:
+                await sender.create_message_batch()
+        except MessagingEntityNotFoundError:
+            raise NotFound(f"Service Bus queue or topic {topic_or_queue!r} does not exist") from None
+
     async def _forget(self, entity: str) -> None:
         sender = self._senders.pop(entity.lower(), None)
         if sender is not None:

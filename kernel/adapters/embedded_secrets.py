@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from kernel.governance import secret_values
 from kernel.config.references import KEY_VAULT_NAME, Reference, UnresolvedReference, local_secret_variable
 
 
@@ -30,6 +31,7 @@ class EnvironmentSecretStore:
         value = self._environ.get(variable)
         if value is None:
             raise UnresolvedReference(f"{Reference('secret', name)} is not set (looked for environment variable {variable})")
+        secret_values.remember(value)
         return value
 
     async def close(self) -> None:

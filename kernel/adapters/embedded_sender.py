@@ -74,6 +74,21 @@ class EmbeddedMessageSender:
         except LookupError as error:  # the bus's UnknownEntityError
             raise NotFound(str(error)) from error
 
+    async def probe(self, topic_or_queue: str) -> None:
+        """A query of the bus's store: the entity must be a declared queue or topic."""
+        running = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not running:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._probe(topic_or_queue), self._loop))
+        else:
+            await self._probe(topic_or_queue)
+
+    async def _probe(self, entity: str) -> None:
+        bus = getattr(self._target, "bus", self._target)  # an EmbeddedHost holds its EmbeddedBus
+        declared = bus.entities()
+        names = {name.lower() for kind in ("queues", "topics") for name in declared[kind]}
+        if entity.lower() not in names:
+            raise NotFound(f"the embedded bus has no queue or topic {entity!r}")
+
     async def close(self) -> None:
         return None
 

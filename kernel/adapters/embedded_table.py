@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import random
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -103,14 +105,29 @@ class EmbeddedTableStore:
         if self._conn is None:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
-            if self.path != ":memory:":
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-            self._conn = conn
+            self._conn = self._open()
         return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect and prepare the file. Several stores opening a new file at once race to switch it
+        to WAL and create the schema; SQLite answers the losers 'database is locked' at once (the
+        busy timeout does not cover a journal-mode change), so they retry until the timeout."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        while True:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+                if self.path != ":memory:":
+                    if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                        conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(_SCHEMA)
+                return conn
+            except sqlite3.OperationalError as error:
+                conn.close()
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.005, 0.05))
 
     def _register(self, db: sqlite3.Connection, table: str) -> str:
         key = check_table_name(table).lower()

@@ -20,11 +20,14 @@ from pydantic import ValidationError
 from kernel.config.errors import describe, translate
 from kernel.config.models import (
     DOCUMENT_MODELS,
+    OFFLINE_ENDPOINT,
+    SETTINGS_ENDPOINT,
     AdapterConfig,
     AgentConfig,
     Document,
     InferenceEndpointConfig,
     McpServerConfig,
+    PolicyConfig,
     document_id,
 )
 from kernel.config.parsing import JsonPath, ParseError, Parsed, format_path, parse
@@ -61,6 +64,7 @@ class ConfigSet:
     adapters: dict[str, AdapterConfig] = field(default_factory=dict)
     mcp_servers: dict[str, McpServerConfig] = field(default_factory=dict)
     endpoints: dict[str, InferenceEndpointConfig] = field(default_factory=dict)
+    policies: dict[str, PolicyConfig] = field(default_factory=dict)
     sources: dict[tuple[str, str], Source] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
@@ -75,7 +79,7 @@ class ConfigSet:
 
     def by_kind(self, kind: str) -> dict[str, Any]:
         return {"agent": self.agents, "adapter": self.adapters, "mcp_server": self.mcp_servers,
-                "inference_endpoint": self.endpoints}[kind]
+                "inference_endpoint": self.endpoints, "policy": self.policies}[kind]
 
     def source(self, kind: str, doc_id: str) -> Source:
         return self.sources[(kind, doc_id)]
@@ -100,6 +104,7 @@ def load_configs(paths: Iterable[str | Path]) -> ConfigSet:
             loaded.append(document)
     _collect(loaded, result)
     _check_references_between(loaded, result)
+    _check_policies(loaded, result)
     return result
 
 
@@ -419,3 +424,82 @@ def _agent_reference_problems(agent: AgentConfig, item: _Loaded, result: ConfigS
                 )
             elif allowed is not None and tool not in allowed:
                 yield dangling(path, "granted tool", tool, allowed)
+
+
+def _check_policies(loaded: list[_Loaded], result: ConfigSet) -> None:
+    """Warnings only: a policy is governance over agents, not part of them, so nothing it says
+    may un-declare an agent (an error would drop the agent's document). What a policy forbids is
+    refused at the point of use, audited; ``aos validate`` says so in advance."""
+    agents = {item.document.id: item for item in loaded if item.kind == "agent"
+              and result.agents.get(getattr(item.document, "id", "")) is item.document}
+    for item in loaded:
+        policy = item.document
+        if not isinstance(policy, PolicyConfig) or result.policies.get(policy.id) is not policy:
+            continue  # not a policy, or a duplicate (already reported)
+        result.problems.extend(_policy_problems(policy, item, result))
+        if not policy.enabled:
+            continue
+        for agent_id in sorted(agent_id for agent_id in agents if policy.selects(agent_id)):
+            result.problems.extend(_forbidden_model(policy, item, agents[agent_id], result))
+
+
+def _policy_problems(policy: PolicyConfig, item: _Loaded, result: ConfigSet) -> Iterable[Problem]:
+    if policy.enabled and not any(policy.selects(agent_id) for agent_id in result.agents):
+        yield _at(item.parsed, item.file, ("applies_to",),
+                  f"policy '{policy.id}' applies to no declared agent ({', '.join(policy.applies_to)})",
+                  expected=f"ids or patterns of: {', '.join(sorted(result.agents)) or 'no agents are declared'}",
+                  severity="warning", code="policy-selects-nothing")
+    models = policy.models
+    if models is None:
+        return
+    known_endpoints = set(result.endpoints) | {OFFLINE_ENDPOINT, SETTINGS_ENDPOINT}
+    for index, endpoint in enumerate(models.endpoints or []):
+        if endpoint not in known_endpoints:
+            hint = difflib.get_close_matches(endpoint, sorted(known_endpoints), n=1, cutoff=0.6)
+            yield _at(item.parsed, item.file, ("models", "endpoints", index),
+                      f"unknown inference endpoint '{endpoint}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                      + ": it allows nothing until such an endpoint is declared",
+                      expected=f"one of: {', '.join(sorted(known_endpoints))}", found=f"'{endpoint}'",
+                      severity="warning", code="dangling-reference")
+    for index, entry in enumerate(models.adapters or []):
+        name = entry.partition("@")[0]
+        if name not in result.adapters:
+            hint = difflib.get_close_matches(name, sorted(result.adapters), n=1, cutoff=0.6)
+            yield _at(item.parsed, item.file, ("models", "adapters", index),
+                      f"unknown adapter '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                      + ": it allows nothing until such an adapter is declared",
+                      expected=f"one of: {', '.join(sorted(result.adapters)) or 'no adapters are declared'}",
+                      found=f"'{entry}'", severity="warning", code="dangling-reference")
+
+
+def _forbidden_model(policy: PolicyConfig, policy_item: _Loaded, agent_item: _Loaded,
+                     result: ConfigSet) -> Iterable[Problem]:
+    """The agent's declared endpoint or adapter, where the policy's allow-lists refuse it."""
+    agent = agent_item.document
+    models = policy.models
+    if models is None or not isinstance(agent, AgentConfig):
+        return
+    where = f"policy '{policy.id}' ({policy_item.file})"
+    endpoint_id = agent.model.endpoint
+    if models.endpoints is not None and endpoint_id is not None:
+        endpoint = result.endpoints.get(endpoint_id)
+        disabled = endpoint is not None and not endpoint.enabled
+        if endpoint_id not in models.endpoints:
+            now = " (it is disabled now: its calls go to the offline provider until it is enabled)" if disabled else ""
+            yield _at(agent_item.parsed, agent_item.file, ("model", "endpoint"),
+                      f"{where} does not allow inference endpoint '{endpoint_id}': this agent's model calls will "
+                      f"be refused{now}", expected=f"one of: {', '.join(models.endpoints) or 'none'}",
+                      severity="warning", code="policy-forbids-endpoint")
+        elif disabled and OFFLINE_ENDPOINT not in models.endpoints:
+            yield _at(agent_item.parsed, agent_item.file, ("model", "endpoint"),
+                      f"inference endpoint '{endpoint_id}' is disabled, so this agent's calls go to the offline "
+                      f"provider, which {where} does not allow ('{OFFLINE_ENDPOINT}' is not listed): they will be "
+                      "refused", severity="warning", code="policy-forbids-endpoint")
+    adapter = agent.model.adapter
+    if models.adapters is not None and adapter is not None:
+        allowed = {adapter.name, f"{adapter.name}@{adapter.version}"}
+        if not allowed & set(models.adapters):
+            yield _at(agent_item.parsed, agent_item.file, ("model", "adapter", "name"),
+                      f"{where} does not allow adapter '{adapter.name}' (version {adapter.version}): this agent's "
+                      "model calls will be refused", expected=f"one of: {', '.join(models.adapters) or 'none'}",
+                      severity="warning", code="policy-forbids-adapter")

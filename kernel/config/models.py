@@ -10,12 +10,16 @@ Document kinds:
 * ``adapter`` (a LoRA adapter; its own document in ``agent_configs/`` with ``kind: adapter``),
 * ``inference_endpoint`` (a model endpoint agents call; ``agent_configs/endpoints/`` with
   ``kind: inference_endpoint``),
-* ``mcp_server`` (files in ``mcp_configs/``; ``kind`` may be omitted there).
+* ``mcp_server`` (files in ``mcp_configs/``; ``kind`` may be omitted there),
+* ``policy`` (an operator's limits for the agents it selects; ``agent_configs/policies/`` with
+  ``kind: policy``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
+import zoneinfo
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
@@ -33,12 +37,21 @@ TOPIC_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,259}$"
 TOPIC_RULE = "a Service Bus topic name: letters, digits, '.', '_' or '-'"
 VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$"
 VERSION_RULE = "a version such as '1', '1.2.0' or '2026-11-01'"
+SELECTOR_PATTERN = r"^[a-z0-9*?][a-z0-9*?-]{0,62}$"
+SELECTOR_RULE = "an agent id, or a pattern of one with '*' (any run of characters) and '?' (one character)"
+CLOCK_PATTERN = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
+CLOCK_RULE = "a time of day 'HH:MM' on the 24-hour clock (00:00 to 23:59; '24:00' as an end means midnight)"
+ADAPTER_ENTRY_PATTERN = r"^[a-z][a-z0-9-]{0,62}(?:@[0-9A-Za-z][0-9A-Za-z._-]{0,63})?$"
+ADAPTER_ENTRY_RULE = "an adapter name, or 'name@version' for one version of it"
 
 Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 ToolName = Annotated[str, StringConstraints(pattern=TOOL_PATTERN)]
 EventPattern = Annotated[str, StringConstraints(pattern=EVENT_PATTERN)]
 TopicName = Annotated[str, StringConstraints(pattern=TOPIC_PATTERN)]
 Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
+AgentSelector = Annotated[str, StringConstraints(pattern=SELECTOR_PATTERN)]
+ClockTime = Annotated[str, StringConstraints(pattern=CLOCK_PATTERN)]
+AdapterEntry = Annotated[str, StringConstraints(pattern=ADAPTER_ENTRY_PATTERN)]
 NonEmptyText = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
 
 #: Human wording for pattern errors, keyed by the regex pydantic reports.
@@ -48,6 +61,9 @@ PATTERN_RULES = {
     EVENT_PATTERN: EVENT_RULE,
     TOPIC_PATTERN: TOPIC_RULE,
     VERSION_PATTERN: VERSION_RULE,
+    SELECTOR_PATTERN: SELECTOR_RULE,
+    CLOCK_PATTERN: CLOCK_RULE,
+    ADAPTER_ENTRY_PATTERN: ADAPTER_ENTRY_RULE,
 }
 
 DEFAULT_EVENTS_TOPIC = "agent-events"
@@ -601,6 +617,148 @@ class McpServerConfig(Document):
         return self
 
 
+# --------------------------------------------------------------------------- policies
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: What ``models.endpoints`` calls the offline provider, and the app settings' endpoint (AOS_INFERENCE_ENDPOINT).
+OFFLINE_ENDPOINT = "offline"
+SETTINGS_ENDPOINT = "default"
+
+
+class ToolCallLimits(Strict):
+    """Tool calls an agent may make, counted over all its turns in fixed UTC windows."""
+
+    per_minute: int | None = Field(default=None, ge=1, le=100_000, description="Calls per UTC clock minute.")
+    per_hour: int | None = Field(default=None, ge=1, le=10_000_000, description="Calls per UTC clock hour.")
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> "ToolCallLimits":
+        if self.per_minute is None and self.per_hour is None:
+            raise ValueError("'tool_calls' needs 'per_minute', 'per_hour' or both: omit it for no rate limit")
+        return self
+
+
+class ModelAllowList(Strict):
+    """Endpoints and adapters the agents may call; a list that is absent allows anything."""
+
+    endpoints: list[Identifier] | None = Field(
+        default=None,
+        description="Inference endpoint ids the agents' model calls may go to; 'offline' is the offline provider, "
+        "'default' the app settings' endpoint (AOS_INFERENCE_ENDPOINT). Checked against where the call would go: "
+        "an agent naming a disabled endpoint is answered offline.",
+    )
+    adapters: list[AdapterEntry] | None = Field(
+        default=None,
+        description="LoRA adapters the agents may speak through: a name (any version) or 'name@version' (only an "
+        "agent pinned to that version; one floating on 'latest' matches a bare name or 'name@latest'). Calls "
+        "without an adapter are governed by 'endpoints' alone.",
+    )
+
+    @model_validator(mode="after")
+    def _some_list(self) -> "ModelAllowList":
+        if self.endpoints is None and self.adapters is None:
+            raise ValueError("'models' needs 'endpoints', 'adapters' or both: omit it to allow any model")
+        return self
+
+
+class QuietWindow(Strict):
+    """Hours, in the policy's time zone, when the agents do not start work."""
+
+    start: ClockTime = Field(description="Local time the window opens, 'HH:MM'.")
+    end: ClockTime = Field(
+        description="Local time it closes, 'HH:MM' ('24:00': midnight); an end before the start wraps past "
+        "midnight into the next day."
+    )
+    days: list[Weekday] = Field(
+        default_factory=lambda: list(WEEKDAYS),
+        min_length=1,
+        description="Days the window opens on (a window wrapping midnight ends on the next day).",
+    )
+
+    @model_validator(mode="after")
+    def _has_length(self) -> "QuietWindow":
+        if self.start == "24:00":
+            raise ValueError("a window cannot start at '24:00': use '00:00'")
+        if self.start == self.end:
+            raise ValueError(f"the window opens and closes at {self.start}: for a whole day use '00:00' to '24:00'")
+        _require_unique("days", list(self.days))
+        return self
+
+
+class QuietHours(Strict):
+    """When the agents stay quiet, and what happens to an event that arrives then."""
+
+    timezone: str = Field(default="UTC", description="IANA time zone of the windows, e.g. 'Europe/Berlin'.")
+    windows: list[QuietWindow] = Field(min_length=1)
+    action: Literal["defer", "refuse"] = Field(
+        default="defer",
+        description="defer: the turn waits (durably) until the quiet hours end, then runs; refuse: the turn ends "
+        "at once with the reason. The event is kept either way: in the turn record and the archive.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown IANA time zone '{value}': expected a name such as 'UTC', 'Europe/Berlin' or "
+                "'America/New_York' (a system without a time zone database needs the tzdata package)"
+            ) from None
+        return value
+
+
+class PolicyConfig(Document):
+    """An operator's limits for the agents it selects; agents cannot loosen them.
+
+    Several policies may select one agent: the most restrictive wins (the smallest limit, the
+    intersection of allow-lists, every quiet window, refuse over defer)."""
+
+    kind: Literal["policy"]
+    id: Identifier
+    description: str | None = None
+    applies_to: list[AgentSelector] = Field(
+        min_length=1, description="Agent ids or patterns ('*' any run of characters, '?' one); ['*'] is every agent."
+    )
+    tokens_per_day: int | None = Field(
+        default=None, ge=1,
+        description="Prompt plus completion tokens per agent per UTC day (as counted in table 'usage'); a model "
+        "call is refused once the day's count has reached it.",
+    )
+    tool_calls: ToolCallLimits | None = Field(default=None, description="Rate limits of the agents' tool calls.")
+    models: ModelAllowList | None = Field(default=None, description="Allow-lists of endpoints and adapters.")
+    max_steps_per_turn: int | None = Field(
+        default=None, ge=1, le=50, description="Model calls per turn at most (the agent's model.max_steps applies "
+        "too: the smaller wins)."
+    )
+    max_tool_calls_per_turn: int | None = Field(
+        default=None, ge=0, le=200, description="Tool calls per turn at most (with the agent's model.max_tool_calls: "
+        "the smaller wins)."
+    )
+    quiet_hours: QuietHours | None = None
+    enabled: bool = Field(default=True, description="false: the policy applies to no agent.")
+
+    @field_validator("applies_to")
+    @classmethod
+    def _unique_selectors(cls, value: list[str]) -> list[str]:
+        _require_unique("applies_to", value)
+        return value
+
+    def selects(self, agent_id: str) -> bool:
+        """Whether this policy applies to ``agent_id`` (a disabled policy applies to no agent)."""
+        return self.enabled and any(fnmatch.fnmatchcase(agent_id, pattern) for pattern in self.applies_to)
+
+    @model_validator(mode="after")
+    def _limits_something(self) -> "PolicyConfig":
+        limits = ("tokens_per_day", "tool_calls", "models", "max_steps_per_turn", "max_tool_calls_per_turn",
+                  "quiet_hours")
+        if all(getattr(self, name) is None for name in limits):
+            raise ValueError(f"a policy sets at least one of {', '.join(limits)}")
+        return self
+
+
 # --------------------------------------------------------------------------- shared checks
 
 DOCUMENT_MODELS: dict[str, type[Document]] = {
@@ -608,6 +766,7 @@ DOCUMENT_MODELS: dict[str, type[Document]] = {
     "adapter": AdapterConfig,
     "mcp_server": McpServerConfig,
     "inference_endpoint": InferenceEndpointConfig,
+    "policy": PolicyConfig,
 }
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from kernel.config.models import AdapterConfig, AgentConfig, InferenceEndpointConfig, McpServerConfig
+from kernel.config.models import AdapterConfig, AgentConfig, InferenceEndpointConfig, McpServerConfig, PolicyConfig
 from kernel.messages import Envelope
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -22,6 +22,7 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "adapter": AdapterConfig,
     "mcp-server": McpServerConfig,
     "inference-endpoint": InferenceEndpointConfig,
+    "policy": PolicyConfig,
     "envelope": Envelope,
 }
 

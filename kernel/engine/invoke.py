@@ -2,12 +2,14 @@
 
 Async functions run on the engine's loop; sync ones in a thread pool (as the worker runs them).
 ``func.Out`` parameters get a holder whose value the host reads after the call, and a parameter
-named ``context`` that no binding claims gets a ``func.Context``.
+named ``context`` that no binding claims gets a ``func.Context``, whose trace context continues the
+trigger's W3C trace (HTTP ``traceparent`` header, Service Bus ``traceparent`` property), as the host's does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -32,31 +34,61 @@ class Out(func.Out):  # type: ignore[type-arg]
         return self._value
 
 
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
+def incoming_traceparent(inputs: dict[str, Any]) -> str | None:
+    """The W3C trace context the trigger brought: an HTTP request's ``traceparent`` header, or a
+    Service Bus message's ``traceparent`` (or ``Diagnostic-Id``) application property."""
+    for value in inputs.values():
+        first = value[0] if isinstance(value, list) and value else value
+        if isinstance(first, func.HttpRequest):
+            found = first.headers.get("traceparent")
+        elif isinstance(first, func.ServiceBusMessage):
+            properties = first.application_properties or {}
+            found = properties.get("traceparent") or properties.get("Diagnostic-Id")
+        else:
+            continue
+        if isinstance(found, str) and _TRACEPARENT.match(found.strip()) and "0" * 32 not in found:
+            return found.strip()
+    return None
+
+
 class _TraceContext(_abc.TraceContext):
-    def __init__(self) -> None:
-        self._traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
+    """The invocation's trace context, as the host gives it: a new span in the trigger's trace
+    (a new trace when the trigger brought none)."""
+
+    def __init__(self, parent: str | None = None) -> None:
+        match = _TRACEPARENT.match(parent) if parent else None
+        trace_id, flags = (match.group(1), match.group(3)) if match else (uuid.uuid4().hex, "01")
+        self._traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-{flags}"
 
     @property
-    def Traceparent(self) -> str:  # noqa: N802 - the SDK's name
+    def trace_parent(self) -> str:
         return self._traceparent
 
     @property
-    def Tracestate(self) -> str:  # noqa: N802
+    def trace_state(self) -> str:
         return ""
 
     @property
-    def Attributes(self) -> dict[str, str]:  # noqa: N802
+    def attributes(self) -> dict[str, str]:
         return {}
+
+    # the worker's older names, which apps still use
+    Traceparent = trace_parent
+    Tracestate = trace_state
+    Attributes = attributes
 
 
 class InvocationContext(func.Context):
     """The ``func.Context`` handed to functions that ask for one."""
 
-    def __init__(self, function_name: str, function_directory: str) -> None:
+    def __init__(self, function_name: str, function_directory: str, traceparent: str | None = None) -> None:
         self._invocation_id = str(uuid.uuid4())
         self._function_name = function_name
         self._function_directory = function_directory
-        self._trace_context = _TraceContext()
+        self._trace_context = _TraceContext(traceparent)
 
     @property
     def invocation_id(self) -> str:
@@ -101,7 +133,7 @@ def build_arguments(spec: FunctionSpec, inputs: dict[str, Any], directory: str) 
             outs[name] = Out()
             kwargs[name] = outs[name]
     if "context" in spec.parameters and "context" not in kwargs:
-        kwargs["context"] = InvocationContext(spec.name, directory)
+        kwargs["context"] = InvocationContext(spec.name, directory, incoming_traceparent(inputs))
     return {k: v for k, v in kwargs.items() if k in spec.parameters or not spec.parameters}, outs
 
 

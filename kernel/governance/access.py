@@ -14,6 +14,7 @@ same parameters.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import json
@@ -28,6 +29,8 @@ from kernel.governance.auth import ROLES, Forbidden, Principal, TokenSettings, T
 KEY_HOLDER = Principal(subject="function-key", roles=frozenset({"admin"}), via="key")
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 _validators: dict[tuple[Any, ...], TokenValidator] = {}
+#: The caller of the HTTP request being handled (set by ``@requires``), for audit records.
+_current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("aos_caller", default=None)
 
 
 def mode(environ: Mapping[str, str] | None = None) -> str:
@@ -73,19 +76,35 @@ def requires(role: str) -> Callable[[Handler], Handler]:
         async def guarded(*args: Any, **kwargs: Any) -> func.HttpResponse:
             req = next(v for v in (*args, *kwargs.values()) if isinstance(v, func.HttpRequest))
             try:
-                (await caller(req)).require(role)
+                principal = await caller(req)
+                principal.require(role)
             except Unauthorized as error:
                 return _refuse(401, str(error), {"WWW-Authenticate": 'Bearer error="invalid_token"'})
             except Forbidden as error:
                 return _refuse(403, str(error), {})
             except ValueError as error:  # misconfigured auth settings: say so, refuse
                 return _refuse(500, f"authentication is misconfigured: {error}", {})
-            result = handler(*args, **kwargs)
-            return await result if inspect.isawaitable(result) else result
+            token = _current.set(principal)
+            try:
+                result = handler(*args, **kwargs)
+                return await result if inspect.isawaitable(result) else result
+            finally:
+                _current.reset(token)
 
         return guarded  # type: ignore[return-value]
 
     return decorate
+
+
+def acting() -> str:
+    """Who is acting, for audit records: ``user:<name or object id>`` for a token's caller,
+    ``function-key`` for a key holder (keys name no one), ``system`` outside a request."""
+    principal = _current.get()
+    if principal is None:
+        return "system"
+    if principal.via == "key":
+        return "function-key"
+    return f"user:{principal.name or principal.subject}"[:200]
 
 
 def _refuse(status: int, message: str, headers: dict[str, str]) -> func.HttpResponse:

@@ -1,4 +1,4 @@
-"""The audit log's HTTP API: read a chain, verify one chain or all of them."""
+"""The audit log's HTTP API: read a chain, verify one chain or all of them (anchors included), anchor."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 import azure.functions as func
 
 from kernel import runtime
+from kernel.governance.access import acting
+from kernel.governance.anchor import Anchors
 from kernel.governance.audit import AuditLog
 
 
@@ -34,8 +36,25 @@ async def records(req: func.HttpRequest) -> func.HttpResponse:
     return _json({"chain": chain, "records": [record.to_dict() for record in found]})
 
 
+def _anchors() -> Anchors:
+    ports = runtime.adapters()
+    return Anchors(AuditLog(ports.tables), ports.blobs)
+
+
 async def verify(req: func.HttpRequest) -> func.HttpResponse:
-    """``?chain=AGENT`` or every chain: ok, records checked, the first broken record per chain
-    (200 either way: the answer is the report)."""
-    report = await _log().verify(req.params.get("chain") or None)
-    return _json(report.to_dict())
+    """``?chain=AGENT`` or every chain: ok, records checked, the first broken record per chain,
+    and what no longer matches the latest anchors (200 either way: the answer is the report)."""
+    chain = req.params.get("chain") or None
+    report = (await _log().verify(chain)).to_dict()
+    anchors = (await _anchors().verify(chain)).to_dict()
+    return _json({**report, "ok": report["ok"] and anchors["ok"], "anchors": anchors})
+
+
+async def anchor(req: func.HttpRequest) -> func.HttpResponse:
+    """Anchor every chain's head now; ``{"anchored": null}`` when nothing changed since the last anchor."""
+    return _json({"anchored": await _anchors().anchor(actor=acting())})
+
+
+async def anchor_heads() -> None:
+    """The timer's anchor."""
+    await _anchors().anchor()

@@ -99,8 +99,9 @@ FORMAT_VERSION = 1
 MAX_DATA_BYTES = 60 * 1024
 #: The kinds of record the platform writes; others are accepted if they look like ``a.b``.
 KINDS = frozenset({
-    "tool.call", "tool.denied", "approval.requested", "approval.decided", "config.changed",
-    "admin.action", "policy.refused", "turn.decision",
+    "turn.decision", "tool.call", "tool.denied", "approval.requested", "approval.decided", "policy.refused",
+    "policy.deferred", "config.added", "config.changed", "config.removed", "admin.pause", "admin.resume",
+    "admin.retire", "admin.remember", "admin.update_goal", "audit.anchor",
 })
 
 # verify() problems
@@ -461,6 +462,19 @@ class AuditLog:
             if limit is not None and len(found) >= limit:
                 break
         return found
+
+    async def last(self, chain: str) -> tuple[int, str]:
+        """The chain's last record as ``(seq, hash)`` (``(0, GENESIS_HASH)`` for an empty chain)."""
+        tip = await self._tip(_check_chain(chain))
+        return tip.seq, tip.hash
+
+    async def record_at(self, chain: str, seq: int) -> AuditRecord | None:
+        """Record ``seq`` of the chain as stored (``None`` when there is no such row)."""
+        try:
+            row = await self._tables.get(self.table, _check_chain(chain), _seq_key(seq))
+        except NotFound:
+            return None
+        return _record(row)
 
     async def chains(self) -> list[str]:
         """Every chain that has been appended to, sorted."""

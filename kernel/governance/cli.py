@@ -1,6 +1,7 @@
 """``aos audit``: read, follow and verify a running platform's audit log.
 
     aos audit verify [--agent ID] | aos audit show ID [--after SEQ] | aos audit tail [--agent ID]
+    aos audit anchor
 """
 
 from __future__ import annotations
@@ -34,10 +35,30 @@ def verify(chain: str | None, url: str | None, key: str | None, state_dir: str, 
             broken = entry.get("broken")
             status = "ok" if entry["ok"] else f"BROKEN at seq {broken['seq']}: {broken['problem']} ({broken['detail']})"
             click.echo(f"{entry['chain']:<24} {entry['records']:>7} record(s)  {status}")
+        anchors = report.get("anchors") or {}
+        if anchors.get("anchored"):
+            click.echo(f"{'anchors':<24} {anchors['chains_checked']:>7} chain(s)   "
+                       f"latest anchor #{anchors['anchor_seq']} at {(anchors.get('time') or '?')[:19]}")
+        else:
+            click.echo(f"{'anchors':<24} none yet (the kernel anchors every 5 minutes; `aos audit anchor` now)")
+        for problem in anchors.get("problems") or []:
+            click.echo(f"{problem['chain']:<24} BROKEN at seq {problem['seq']}: {problem['detail']}")
         click.echo(f"{'verified' if report['ok'] else 'NOT verified'}: {report['records']} record(s) in "
                    f"{len(report['chains'])} chain(s)")
     if not report["ok"]:
         raise SystemExit(1)
+
+
+@audit.command("anchor")
+@platform_options
+def anchor(url: str | None, key: str | None, state_dir: str, as_json: bool) -> None:
+    """Anchor every chain's head now, so cutting a chain short from here on is caught."""
+    result = _call(url, key, state_dir, "POST", "audit/anchor")
+    if as_json:
+        return click.echo(json.dumps(result, indent=2))
+    done = result.get("anchored")
+    click.echo(f"anchored {done['chains']} chain(s) as anchors#{done['seq']} ({done['blob']})" if done
+               else "nothing new to anchor since the latest anchor")
 
 
 def _render(record: dict[str, Any]) -> str:

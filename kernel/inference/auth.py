@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kernel.config.references import Reference, environment_lookup, find_references
+from kernel.governance import secret_values
 from kernel.ports import SecretStore
 
 TokenProvider = Callable[[], Awaitable[str]]
@@ -38,6 +39,8 @@ async def resolve_references(text: str, environ: Mapping[str, str], secrets: Sec
                 values[reference] = await secrets.get(reference.name)
             else:
                 values[reference] = local(reference)
+            if reference.source == "secret":
+                secret_values.remember(values[reference])
     for reference, value in values.items():
         text = text.replace(str(reference), value)
     return text

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kernel.config.references import environment_lookup, find_references
+from kernel.governance import secret_values
 from kernel.inference.endpoints import EndpointSpec, InferenceSettingsError
 from kernel.inference.offline import OfflineProvider
 from kernel.inference.openai_compatible import NAME as OPENAI_COMPATIBLE
@@ -76,4 +77,5 @@ async def _resolve_key(reference_text: str, environ: Mapping[str, str], secrets:
         value = environment_lookup(environ)(reference)
     if not value:
         raise InferenceSettingsError(f"AOS_INFERENCE_API_KEY refers to {reference}, which is empty")
+    secret_values.remember(value)
     return value

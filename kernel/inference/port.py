@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
+from kernel.governance import secret_values
+
 Role = Literal["system", "user", "assistant", "tool"]
 
 
@@ -100,7 +102,7 @@ class InferenceError(Exception):
     """
 
     def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
-        super().__init__(message)
+        super().__init__(secret_values.mask_known(message))  # an endpoint may echo a key in its error body
         self.status = status
         self.retry_after = retry_after
 

@@ -32,6 +32,7 @@ from typing import Any
 from kernel.config.models import InferenceEndpointConfig
 from kernel.config.references import MalformedReference, UnresolvedReference
 from kernel.inference import offline
+from kernel.governance import secret_values
 from kernel.inference.auth import TokenProvider, entra_token_provider, resolve_references
 from kernel.inference.breaker import breaker_for
 from kernel.inference.cache import ResponseCache, cache_key
@@ -97,6 +98,18 @@ class InferenceRouter:
             return self.endpoint(endpoint_id)[0] is not None
         except (InferenceError, ValueError):
             return True  # the call itself will report what is wrong
+
+    def health(self, endpoint_id: str | None) -> dict[str, Any]:
+        """What readiness reports about where calls naming ``endpoint_id`` go: the offline provider
+        (labelled, with why), or the endpoint (type, host, base model: never a key, path or query) and
+        its circuit breaker's state, failure streak and last error."""
+        spec, why_offline = self.endpoint(endpoint_id)
+        if spec is None:
+            return {"endpoint": endpoint_id, "provider": offline.NAME, "offline": True, "note": f"offline: {why_offline}"}
+        breaker = breaker_for(spec.key_tuple, spec.label, failure_threshold=spec.failure_threshold,
+                              cooldown_seconds=spec.cooldown_seconds)
+        return {"endpoint": spec.id, "provider": spec.type, "offline": False, **spec.describe(),
+                "circuit": breaker.snapshot()}
 
     # -- the port ------------------------------------------------------------------------------
 
@@ -239,6 +252,7 @@ class InferenceRouter:
             raise InferenceError(f"inference endpoint '{spec.id}': {error}") from None
         if spec.auth == "key" and not key:
             raise InferenceError(f"inference endpoint '{spec.id}': its key reference {spec.key} is empty")
+        secret_values.remember(key)
         token = self._token_provider(spec.scope or "", spec.client_id) if spec.auth == "entra" else None
         try:
             return OpenAICompatibleProvider(url, api_key=key, default_model=spec.base_model,

@@ -1,22 +1,30 @@
-"""Helpers for the offline infrastructure checks, and the topology parameter file generator.
+"""Helpers for the offline infrastructure checks.
 
-Regenerate infra/topology.parameters.json from the configs (what `aos topology` prints):
+The topology files are generated from the configs by `aos topology`; regenerate both with
 
-    .venv/bin/python tests/infra/infra_checks.py
+    .venv/bin/aos topology --bicep-params infra/topology.parameters.json --emulator-config emulator/Config.json
+
+(or `.venv/bin/python tests/infra/infra_checks.py`, which does the same).
 """
 
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
-from typing import Any, Iterator
-
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 MODULES = INFRA / "modules"
 TOPOLOGY_PARAMETERS = INFRA / "topology.parameters.json"
+EMULATOR_CONFIG = REPO / "emulator" / "Config.json"
+REGENERATE = ("regenerate: .venv/bin/aos topology --bicep-params infra/topology.parameters.json "
+              "--emulator-config emulator/Config.json")
 APP_ROLES = ["kernel", "realm", "mcp"]
 
 
@@ -24,7 +32,7 @@ def bicep_files() -> list[Path]:
     return sorted(INFRA.rglob("*.bicep"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def parse(path: Path) -> dict[str, Any]:
     from pycep import BicepParser
 
@@ -68,7 +76,22 @@ def default(parsed: dict[str, Any], param: str) -> Any:
 
 def topology_parameter() -> dict[str, Any]:
     return json.loads(TOPOLOGY_PARAMETERS.read_text())["parameters"]["topology"]["value"]
-SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#"
+_INDEX_SCRIPT = """
+import json, function_app
+print(json.dumps({f.get_function_name(): [json.loads(b) for b in f.get_raw_bindings()]
+                  for f in function_app.app.get_functions()}))
+"""
+
+
+@cache
+def app_bindings(roles: str) -> dict[str, list[dict[str, Any]]]:
+    """Each function's raw bindings when function_app.py is indexed with AOS_APP_ROLES=``roles``, as the
+    Python worker indexes it in the Function App of that role (in a fresh process: roles are read at import)."""
+    env = {**os.environ, "AOS_APP_ROLES": roles}
+    result = subprocess.run([sys.executable, "-c", _INDEX_SCRIPT], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def current_topology() -> dict[str, Any]:
@@ -80,14 +103,18 @@ def current_topology() -> dict[str, Any]:
     return document
 
 
-def render(topology: dict[str, Any]) -> str:
-    document = {"$schema": SCHEMA, "contentVersion": "1.0.0.0", "parameters": {"topology": {"value": topology}}}
+def render(document: dict[str, Any]) -> str:
+    """A generated JSON file's text, as `aos topology` writes it."""
     return json.dumps(document, indent=2) + "\n"
 
 
 def main() -> None:
-    TOPOLOGY_PARAMETERS.write_text(render(current_topology()))
-    print(f"wrote {TOPOLOGY_PARAMETERS.relative_to(REPO)}")
+    from kernel.topology import bicep_parameters, emulator_config
+
+    topology = current_topology()
+    for path, document in ((TOPOLOGY_PARAMETERS, bicep_parameters(topology)), (EMULATOR_CONFIG, emulator_config(topology))):
+        path.write_text(render(document))
+        print(f"wrote {path.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

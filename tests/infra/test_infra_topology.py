@@ -8,14 +8,13 @@ import re
 from click.testing import CliRunner
 
 from kernel.cli import main as aos
-from infra_checks import REPO, SCHEMA, TOPOLOGY_PARAMETERS, body, current_topology, default, render, topology_parameter, tree
-
-REGENERATE = "regenerate it: .venv/bin/python tests/infra/infra_checks.py"
+from kernel.topology import ARM_PARAMETERS_SCHEMA, bicep_parameters
+from infra_checks import REGENERATE, REPO, TOPOLOGY_PARAMETERS, body, current_topology, default, render, topology_parameter, tree
 
 
 def test_parameter_file_has_the_arm_parameters_shape() -> None:
     document = json.loads(TOPOLOGY_PARAMETERS.read_text())
-    assert document["$schema"] == SCHEMA
+    assert document["$schema"] == ARM_PARAMETERS_SCHEMA
     assert document["contentVersion"] == "1.0.0.0"
     assert set(document["parameters"]) == {"topology"}
     assert set(document["parameters"]["topology"]) == {"value"}
@@ -27,7 +26,20 @@ def test_parameter_file_matches_aos_topology_output(monkeypatch) -> None:
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     assert topology_parameter() == printed, f"infra/topology.parameters.json drifted from `aos topology`; {REGENERATE}"
-    assert TOPOLOGY_PARAMETERS.read_text() == render(current_topology()), f"not in canonical form; {REGENERATE}"
+    assert TOPOLOGY_PARAMETERS.read_text() == render(bicep_parameters(current_topology())), f"not in canonical form; {REGENERATE}"
+
+
+def test_aos_topology_writes_and_checks_the_parameter_file(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    target = tmp_path / "params.json"
+    checked = CliRunner().invoke(aos, ["topology", "--bicep-params", str(target), "--check"])
+    assert checked.exit_code == 1 and "differs from the configs" in checked.stderr
+    written = CliRunner().invoke(aos, ["topology", "--bicep-params", str(target)])
+    assert written.exit_code == 0, written.output
+    assert target.read_text() == TOPOLOGY_PARAMETERS.read_text()
+    again = CliRunner().invoke(aos, ["topology", "--bicep-params", str(TOPOLOGY_PARAMETERS), "--check"])
+    assert again.exit_code == 0, f"{again.stderr}{REGENERATE}"
+    assert "match the configs" in again.stdout
 
 
 def test_every_topic_subscription_and_rule_of_aos_topology_is_declared() -> None:
@@ -48,22 +60,30 @@ def test_main_feeds_the_parameter_to_the_service_bus_module() -> None:
     assert main["variables"]["topics"]["value"] == {
         "operator": {"type": "property_accessor", "operands": {"operand_1": "topology", "operand_2": "topics"}}
     }
-    assert body(main["modules"]["serviceBus"])["params"]["topics"] == "topics"
+    assert "'topics'" in repr(body(main["modules"]["serviceBus"])["params"]["topicNames"])
     bicepparam = (REPO / "infra" / "main.bicepparam").read_text()
     assert "loadJsonContent('topology.parameters.json').parameters.topology.value" in bicepparam
 
 
 def test_service_bus_module_declares_topics_subscriptions_and_sql_rules_from_the_parameter() -> None:
+    main = tree("main.bicep")
+    params = body(main["modules"]["serviceBus"])["params"]
+    assert params["subscriptions"] == "subscriptions" and params["rules"] == "rules"
+    assert "topics" in repr(params["topicNames"])
+    flattened = repr(main["variables"]["subscriptions"]) + repr(main["variables"]["rules"])
+    for field in ("max_delivery_count", "lock_duration_seconds", "'sql'", "'rules'", "'subscriptions'"):
+        assert field in flattened, field
     bus = tree("modules/servicebus.bicep")
     resources = bus["resources"]
     loops = {name: resources[name]["config"]["loop_type"]["detail"]["array_name"] for name in
              ("topicResources", "subscriptionResources", "ruleResources", "defaultRuleOverrides")}
     assert loops == {
-        "topicResources": "topics",
+        "topicResources": "topicNames",
         "subscriptionResources": "subscriptions",
         "ruleResources": "rules",
-        "defaultRuleOverrides": "filteredSubscriptions",
+        "defaultRuleOverrides": "subscriptions",
     }
+    assert "hasRules" in repr(resources["defaultRuleOverrides"]["config"]["condition"])
     rule = body(resources["ruleResources"])["properties"]
     assert rule["filterType"] == "SqlFilter"
     assert body(resources["subscriptionResources"])["properties"]["maxDeliveryCount"] is not None
@@ -81,6 +101,7 @@ def test_topology_fits_service_bus_limits_and_the_bicep_template() -> None:
         for sub in topic["subscriptions"]:
             assert name.match(sub["name"]), sub["name"]
             assert 1 <= sub["max_delivery_count"] <= 2000
+            assert isinstance(sub["lock_duration_seconds"], int) and 5 <= sub["lock_duration_seconds"] <= 300
             for rule in sub["rules"]:
                 assert name.match(rule["name"]) and rule["name"] != "$Default", rule["name"]
                 assert 0 < len(rule["sql"]) <= 1024

@@ -93,13 +93,24 @@ def _check_oidc(job: dict) -> None:
     assert all(any(var in str(value) for var in AZURE_VARS) for value in login["with"].values())
 
 
+def _runs_checkov_before_make_test(job: dict) -> bool:
+    """checkov cannot share the dev extra's environment (tests/infra/test_infra_checkov.py): the job
+    installs it into .venv/checkov, where the test finds it, before `make test` runs."""
+    runs = [str(step.get("run", "")) for step in job["steps"]]
+    install = next((i for i, run in enumerate(runs) if "-r infra/checkov/requirements.txt" in run and ".venv/checkov" in run), None)
+    test = next((i for i, run in enumerate(runs) if run.strip() == "make test"), None)
+    return install is not None and test is not None and install < test
+
+
 def test_ci_runs_tests_bicep_build_lint_and_what_if_on_pull_requests() -> None:
     ci = load("ci.yml")
     assert set(ci["on"]) == {"pull_request"}
     assert ci["permissions"] == {"contents": "read"}
     text = (WORKFLOWS / "ci.yml").read_text()
     assert "run: make test" in text
+    assert _runs_checkov_before_make_test(ci["jobs"]["test"])
     assert "az bicep build --file infra/main.bicep" in text and "az bicep lint --file infra/main.bicep" in text
+    assert "infra/modules/*.bicep" in text
     assert "az deployment group what-if" in text and "--parameters infra/main.bicepparam" in text
     azure = _azure_jobs(ci)
     assert set(azure) == {"what-if"}
@@ -111,6 +122,7 @@ def test_deploy_runs_tests_then_infrastructure_then_code_to_three_apps() -> None
     assert deploy["on"]["push"]["branches"] == ["main"]
     jobs = deploy["jobs"]
     assert "make test" in repr(jobs["test"]["steps"])
+    assert _runs_checkov_before_make_test(jobs["test"])
     assert "test" in jobs["infrastructure"]["needs"] and "test" in jobs["package"]["needs"]
     assert set(jobs["code"]["needs"]) == {"package", "infrastructure"}
     assert "az deployment group create" in repr(jobs["infrastructure"]["steps"])
@@ -124,3 +136,13 @@ def test_deploy_runs_tests_then_infrastructure_then_code_to_three_apps() -> None
     (action,) = [s for s in jobs["code"]["steps"] if str(s.get("uses", "")).startswith("Azure/functions-action@")]
     assert action["with"]["sku"] == "flexconsumption"
     assert action["with"]["package"] == "aos.zip"
+
+
+def test_deploy_can_roll_back_to_an_earlier_commit() -> None:
+    """Run by hand with `ref`: every job that checks out code takes that commit, so the tests, the
+    infrastructure and the package all come from it."""
+    deploy = load("deploy.yml")
+    assert deploy["on"]["workflow_dispatch"]["inputs"]["ref"]["required"] is False
+    checkouts = [step for job in deploy["jobs"].values() for step in job["steps"]
+                 if str(step.get("uses", "")).startswith("actions/checkout@")]
+    assert len(checkouts) == 3 and all(step["with"]["ref"] == "${{ inputs.ref || github.sha }}" for step in checkouts)

@@ -322,7 +322,8 @@ async def test_references_in_command_args_and_cwd_are_resolved_and_redacted(tmp_
     no_restart = dataclasses.replace(FAST, backoff_initial=60, backoff_max=60)  # keep the crash's error
     async with manager(config, environ=environ, policy=no_restart) as mcp:
         where = json.loads(text_of(await mcp.call_tool("crashy", "where", {})))
-        assert where["argv"] == [f"--marker={marker}"]
+        # the child got the secret (else the literal reference would show), and its echo comes back masked
+        assert where["argv"] == ["--marker=[redacted]"]
         assert Path(where["cwd"]).resolve() == (tmp_path / "work").resolve()
         with pytest.raises(ToolCallFailed) as caught:
             await mcp.call_tool("crashy", "crash", {})

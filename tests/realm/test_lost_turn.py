@@ -22,6 +22,7 @@ async def test_a_terminated_queued_turn_is_skipped_and_the_next_one_runs(tmp_pat
         await ok(platform, "POST", "agents/clerk/resume")
         turn = await finished_turn(platform, "clerk", second["turn_id"])
         assert turn["outcome"] == "replied"
+        await settle(platform)  # the turn is archived before the entity records it finished
         state = await agent(platform, "clerk")
         assert state["status"] == "sleeping" and state["inbox"] == 0 and state["counters"]["turns"] == 1
         lost = [d for d in await deadletters(platform) if d["kind"] == "lost-turn"]

@@ -77,6 +77,11 @@ async def _pending(platform: Platform, count: int = 1) -> list[dict[str, Any]]:
     return await wait_until(listed, timeout=30, what="the approval to be pending")
 
 
+async def _phase(platform: Platform, turn_id: str, phase: str) -> dict[str, Any] | None:
+    progress = await ok(platform, "GET", f"agents/keeper/turns/{turn_id}")
+    return progress if progress.get("phase") == phase else None
+
+
 async def _audit(platform: Platform, chain: str) -> list[dict[str, Any]]:
     return (await ok(platform, "GET", f"audit?chain={chain}"))["records"]
 
@@ -91,8 +96,10 @@ async def test_a_call_needing_approval_waits_for_a_human_and_runs_once_approved(
         assert (pending["agent_id"], pending["server"], pending["tool"]) == ("keeper", "scratch", "write_file")
         assert pending["turn_id"] == sent["turn_id"] and pending["status"] == "pending"
         assert pending["arguments"]["content"] == "approved entry\n"
-        progress = await ok(platform, "GET", f"agents/keeper/turns/{sent['turn_id']}")
-        assert progress["phase"] == "awaiting-approval" and progress["approval_id"] == pending["id"], progress
+        # the approval is recorded by an activity; the turn shows it once its next episode has run
+        progress = await wait_until(lambda: _phase(platform, sent["turn_id"], "awaiting-approval"),
+                                    what="the turn to show it awaits the approval")
+        assert progress["approval_id"] == pending["id"], progress
         assert ledger.read_text() == "END\n"  # nothing runs before the answer
 
         answered = await ok(platform, "POST", f"approvals/{pending['id']}",
@@ -110,7 +117,7 @@ async def test_a_call_needing_approval_waits_for_a_human_and_runs_once_approved(
     assert step["approval"]["approved"] is True and step["approval"]["by"] == "dana"
     assert step["result"]["is_error"] is False
     assert decided["status"] == "decided" and decided["decision"]["by"] == "dana"
-    assert [r["kind"] for r in audit] == ["approval.requested", "approval.decided", "tool.call"]
+    assert [r["kind"] for r in audit] == ["approval.requested", "approval.decided", "tool.call", "turn.decision"]
     assert audit[1]["actor"] == "dana"
 
 
@@ -131,7 +138,7 @@ async def test_a_declined_call_does_not_run_and_the_turn_records_why(tmp_path: P
     assert step["result"]["error"] == "ApprovalDeclined"
     assert result_text(step) == "not run: the call was declined by dana (wrong ledger)"
     assert record["outcome"] == "replied"  # the model saw the refusal and answered
-    assert [r["kind"] for r in audit] == ["approval.requested", "approval.decided"]
+    assert [r["kind"] for r in audit] == ["approval.requested", "approval.decided", "turn.decision"]
 
 
 @requires_mcp_servers
