@@ -211,8 +211,8 @@ async def approval_decided(request: dict[str, Any]) -> None:
 async def archive(record: dict[str, Any]) -> None:
     """Keep the turn in full, then its decision on the agent's audit chain (both idempotent: retried as one)."""
     realm = services()
-    await realm.archive.save(record)
-    await audit_decision(realm.audit, record)
+    again = await realm.archive.save(record)
+    await audit_decision(realm.audit, record, retry=again)
 
 
 async def publish(request: dict[str, Any]) -> int:

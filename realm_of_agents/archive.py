@@ -56,8 +56,9 @@ class TurnArchive:
 
     # -- writing --------------------------------------------------------------------------------
 
-    async def save(self, record: Mapping[str, Any]) -> None:
-        """Archive one finished turn: the record as a blob, then its index row (both overwritten on retry)."""
+    async def save(self, record: Mapping[str, Any]) -> bool:
+        """Archive one finished turn: the record as a blob, then its index row (both overwritten on retry).
+        Returns whether the turn was archived before (this call is a retry)."""
         if not isinstance(record, Mapping):
             raise TypeError(f"a turn record must be a mapping, got {type(record).__name__}")
         agent_id = _check_id(record.get("agent_id"), "agent id")
@@ -67,9 +68,11 @@ class TurnArchive:
         name = _blob_name(agent_id, turn_id)
 
         previous_time: str | None = None
+        existed = False
         try:
             info = await self._blobs.properties(self.container, name)
             previous_time = dict(info.metadata).get(_ROW_TIME_METADATA)
+            existed = True
         except NotFound:
             pass
 
@@ -98,6 +101,7 @@ class TurnArchive:
         )
         if previous_time is not None and previous_time != row_time:
             await self._tables.delete(self.table, agent_id, f"{previous_time}-{turn_id}")
+        return existed
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -5,8 +5,9 @@ the event, which model answered (endpoint, adapter, fallback), how many tool cal
 turn used, the policies in force and their refusals, and a digest of the reply — not the reply
 itself: the archive keeps the turn in full, the audit log proves which one it was.
 
-It is written by the archive activity, which runs at least once per turn; a rerun after a crash
-finds its own record among the chain's last few and does not append it again.
+It is written by the archive activity, which runs at least once per turn. Only a rerun (the turn
+was archived already) looks among the chain's last few records for the one it may have written, so
+a first run costs one append and nothing more.
 """
 
 from __future__ import annotations
@@ -42,11 +43,12 @@ def decision_data(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def audit_decision(audit: AuditLog, record: dict[str, Any]) -> None:
-    """Append the turn's ``turn.decision`` to its agent's chain, once."""
+async def audit_decision(audit: AuditLog, record: dict[str, Any], *, retry: bool) -> None:
+    """Append the turn's ``turn.decision`` to its agent's chain, once (``retry``: it may be there already)."""
     chain, turn_id = record["agent_id"], record["turn_id"]
-    seq, _ = await audit.last(chain)
-    for earlier in await audit.records(chain, after_seq=max(0, seq - _LOOKBACK)):
-        if earlier.kind == KIND and earlier.subject == turn_id:
-            return
+    if retry:
+        seq, _ = await audit.last(chain)
+        for earlier in await audit.records(chain, after_seq=max(0, seq - _LOOKBACK)):
+            if earlier.kind == KIND and earlier.subject == turn_id:
+                return
     await audit.append(chain, KIND, actor=chain, subject=turn_id, data=decision_data(record))

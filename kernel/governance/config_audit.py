@@ -48,7 +48,7 @@ async def record_changes(configs: ConfigSet, tables: TableStore, audit: AuditLog
     register = {row["RowKey"]: row for row in await _rows(tables)}
     audited: list[ConfigChange] = []
     for (doc_kind, doc_id), source in sorted(configs.sources.items()):
-        document = configs.by_kind(doc_kind).get(doc_id) if _known_kind(configs, doc_kind) else None
+        document = configs.by_kind(doc_kind).get(doc_id)
         if document is None:
             continue
         fields = _field_digests(document.model_dump(mode="json", by_alias=True, exclude_none=True))
@@ -71,14 +71,6 @@ async def record_changes(configs: ConfigSet, tables: TableStore, audit: AuditLog
         if await _claim(tables, None, row) and await _audit(audit, change, row.get("file"), actor, tables, row, None):
             audited.append(change)
     return audited
-
-
-def _known_kind(configs: ConfigSet, kind: str) -> bool:
-    try:
-        configs.by_kind(kind)
-    except KeyError:
-        return False
-    return True
 
 
 def _field_digests(document: Mapping[str, Any]) -> dict[str, str]:

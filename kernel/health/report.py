@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kernel.adapters import redact as redact_connection_secrets
+from kernel.governance import secret_values as secret_masking
 from kernel.governance.redaction import DEFAULT_RULES, mask
 
 OK, DEGRADED, FAILED = "ok", "degraded", "failed"
@@ -87,7 +88,7 @@ def secret_values(environ: Mapping[str, str]) -> list[str]:
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` fit for a health answer: known secrets masked, connection-string secrets, URL user
     info and query strings removed, one line, at most 300 characters."""
-    cleaned = mask(str(text), secrets)
+    cleaned = secret_masking.mask_known(mask(str(text), secrets))  # settings' secrets and resolved ones
     cleaned = redact_connection_secrets(cleaned)
     cleaned = _URL_USERINFO.sub(r"\1***@", cleaned)
     cleaned = _URL_QUERY.sub(r"\1?***", cleaned)

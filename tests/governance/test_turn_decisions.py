@@ -48,10 +48,10 @@ async def test_a_rerun_of_the_archive_step_does_not_record_the_decision_twice(tm
         audit = AuditLog(tables)
         record = {"agent_id": "scout", "turn_id": "t-1", "outcome": "replied", "reply": "ok",
                   "event": {"id": "e-1", "type": "market.move"}, "decision": {"action": "replied", "rationale": "r"}}
-        await audit_decision(audit, record)
+        await audit_decision(audit, record, retry=False)
         await audit.append("scout", "tool.call", actor="scout", data={"n": 1})  # something in between
-        await audit_decision(audit, record)
-        await audit_decision(audit, {**record, "turn_id": "t-2"})
+        await audit_decision(audit, record, retry=True)
+        await audit_decision(audit, {**record, "turn_id": "t-2"}, retry=True)
         kinds = [(r.kind, r.subject) for r in await audit.records("scout")]
         assert kinds == [(KIND, "t-1"), ("tool.call", None), (KIND, "t-2")]
     finally:

@@ -94,3 +94,11 @@ def test_secret_looking_settings_are_masked_but_identity_based_names_and_urls_ar
     assert sorted(secret_values(environ)) == sorted([
         "UseDevelopmentStorage=true", "Endpoint=sb://ns/;SharedAccessKeyName=k;SharedAccessKey=abcdefgh",
         "master-key-value", "planted-api-key", "planted-secret"])
+
+
+def test_secrets_the_process_resolved_are_masked_even_when_no_setting_holds_them() -> None:
+    from kernel.governance import secret_values as resolved
+
+    value = "kv-resolved-" + "7f3a9c2e1b5d"
+    resolved.remember(value)  # as a Key Vault read through the secrets port does
+    assert scrub(f"endpoint refused key {value}") == "endpoint refused key [redacted]"

@@ -108,8 +108,8 @@ async def test_order_follows_finished_time_across_midnight_and_offsets(archive: 
 async def test_saving_the_same_turn_twice_keeps_one_blob_and_one_row(archive: TurnArchive, stores) -> None:
     blobs, tables = stores
     record = turn(7)
-    await archive.save(record)
-    await archive.save(record)
+    assert await archive.save(record) is False
+    assert await archive.save(record) is True, "the second save knows it is a retry"
     assert await blobs.list("turns") == [f"cfo/{record['turn_id']}.json"]
     assert len(await tables.query("turns", "cfo")) == 1
 

@@ -4,7 +4,6 @@ loopback JWKS endpoint; every route refuses what the caller's app roles do not a
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import sys
@@ -13,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import jwt
 import pytest
-from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from platform_support import REPO
+
+from tests.governance.loopback_identity import loopback_identity
 
 TENANT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 AUDIENCE = "api://aos-e2e"
@@ -27,30 +25,8 @@ AUDIENCE = "api://aos-e2e"
 @pytest.fixture
 async def identity():
     """A signing key and its JWKS on loopback; yields (jwks url, token factory)."""
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public = {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key())), "kid": "e2e", "alg": "RS256"}
-
-    async def keys(request: web.Request) -> web.Response:
-        return web.json_response({"keys": [public]})
-
-    app = web.Application()
-    app.router.add_get("/keys", keys)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def token(*roles: str, **overrides: Any) -> str:
-        now = int(time.time())
-        claims = {"iss": f"https://login.microsoftonline.com/{TENANT}/v2.0", "aud": AUDIENCE, "sub": "s",
-                  "oid": "caller", "iat": now, "nbf": now - 5, "exp": now + 600, "roles": list(roles), **overrides}
-        return jwt.encode(claims, private, algorithm="RS256", headers={"kid": "e2e"})
-
-    try:
-        yield f"http://127.0.0.1:{port}/keys", token
-    finally:
-        await runner.cleanup()
+    async with loopback_identity(TENANT, AUDIENCE, kid="e2e") as provided:
+        yield provided
 
 
 def _free_port() -> int:
