@@ -25,7 +25,7 @@ import json
 import re
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -306,6 +306,8 @@ class EmbeddedBus:
         self._conn = conn
         self._clock = clock
         self._rules_cache: dict[str, tuple[Rule, ...]] = {}
+        # entity key -> how many times its messages changed through this object (see change_count).
+        self._changes: dict[str, int] = {}
         with self._atomic():
             for statement in _SCHEMA:
                 self._conn.execute(statement)
@@ -426,6 +428,7 @@ class EmbeddedBus:
                 " AND lock_token IS NULL AND enqueued_us > ?",
                 (target.key, sequence_number, now),
             )
+            self._touch([target.key])
             if cursor.rowcount == 0:
                 raise MessageNotFoundError(
                     f"no scheduled message with sequence number {sequence_number} on {target.path} "
@@ -457,6 +460,8 @@ class EmbeddedBus:
                 "UPDATE bus_messages SET lock_token = ?, locked_until_us = ?, delivery_count = ? WHERE id = ?",
                 [(row.lock_token, row.locked_until_us, row.delivery_count, row.id) for row in locked],
             )
+            if locked:
+                self._touch([entity.key])
             return [_received(entity, row) for row in locked]
 
     def complete(self, lock_token: str) -> None:
@@ -464,11 +469,13 @@ class EmbeddedBus:
         with self._atomic():
             row = self._locked(lock_token)
             self._conn.execute("DELETE FROM bus_messages WHERE id = ?", (row.id,))
+            self._touch([row.entity_key])
 
     def abandon(self, lock_token: str, *, properties_to_modify: Mapping[str, PropertyValue] | None = None) -> None:
         """Release the lock for redelivery; a message whose deliveries are used up is dead-lettered."""
         with self._atomic():
             row = self._locked(lock_token)
+            self._touch([row.entity_key])
             if properties_to_modify:
                 properties = json.loads(row.application_properties)
                 properties.update(_check_properties(properties_to_modify, "properties_to_modify"))
@@ -494,6 +501,7 @@ class EmbeddedBus:
         """Extend a held lock by the entity's lock duration from now; returns the new expiry."""
         with self._atomic():
             row = self._locked(lock_token)
+            self._touch([row.entity_key])
             locked_until = self._now_us() + self._entity_by_key(row.entity_key).lock_duration_us
             self._conn.execute("UPDATE bus_messages SET locked_until_us = ? WHERE id = ?", (locked_until, row.id))
             return _EPOCH + timedelta(microseconds=locked_until)
@@ -577,9 +585,34 @@ class EmbeddedBus:
             pending = [moment for moment in candidates if moment is not None]
             return _from_us(min(pending)) if pending else None
 
+    def now(self) -> datetime:
+        """The bus clock's current time."""
+        return self._clock()
+
+    def change_count(self, path: str) -> int:
+        """A number that grows whenever the messages of ``path`` change through this bus object.
+
+        ``path`` is a queue or subscription (the dead-letter suffix is ignored); a subscription
+        also counts changes to its topic's scheduled messages. Sends, locks, settlements, lock and
+        TTL expiry and declarations all count. A receiver that found ``path`` drained can skip
+        receiving until this number moves or :meth:`next_visible_at` falls due, instead of
+        querying on every pass. Changes rolled back still count (a spurious look is harmless);
+        changes made by another object or process on the same database do not.
+        """
+        key = path.lower()
+        if key.endswith(DEAD_LETTER_SUFFIX.lower()):
+            key = key[: -len(DEAD_LETTER_SUFFIX)]
+        count = self._changes.get(key, 0)
+        topic, found, _ = key.partition("/subscriptions/")
+        return count + self._changes.get(topic, 0) if found else count
+
     # ------------------------------------------------------------------------------------------
     # Internals: transactions, entities
     # ------------------------------------------------------------------------------------------
+
+    def _touch(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._changes[key] = self._changes.get(key, 0) + 1
 
     @contextmanager
     def _atomic(self) -> Iterator[None]:
@@ -643,6 +676,7 @@ class EmbeddedBus:
         )
 
     def _upsert(self, entity: _Entity) -> None:
+        self._touch([entity.key])
         existing = self._entity_row("WHERE key = ?", (entity.key,))
         if existing is not None and existing.kind != entity.kind:
             raise ValueError(f"cannot declare {entity.kind} {entity.path!r}: {existing.path!r} is already a {existing.kind}")
@@ -735,6 +769,7 @@ class EmbeddedBus:
             " scheduled_us, enqueued_us, ttl_us, expires_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(key, *values) for key in keys],
         )
+        self._touch(keys)
 
     def _fan_out(
         self, subscriptions: list[tuple[str, tuple[Rule, ...]]], sequence_number: int, message: OutgoingMessage,
@@ -764,7 +799,9 @@ class EmbeddedBus:
 
     def _dead_letter(self, row_id: int, reason: str, description: str | None) -> None:
         """Move a message to the dead-letter queue, recording why where Service Bus does."""
-        ((properties_text,),) = self._query("SELECT application_properties FROM bus_messages WHERE id = ?", (row_id,))
+        ((properties_text, key),) = self._query(
+            "SELECT application_properties, entity_key FROM bus_messages WHERE id = ?", (row_id,))
+        self._touch([key])
         properties = json.loads(properties_text)
         properties["DeadLetterReason"] = reason
         if description is not None:
@@ -792,6 +829,7 @@ class EmbeddedBus:
         for row in rows:
             self._fan_out(subscriptions, row.sequence_number, _message_from_row(row), row.enqueued_us)
         self._conn.executemany("DELETE FROM bus_messages WHERE id = ?", [(row.id,) for row in rows])
+        self._touch([topic_key])
 
     def _release_locks(self, now: int, entity_key: str | None) -> int:
         sql = (
@@ -804,6 +842,7 @@ class EmbeddedBus:
             params += (entity_key,)
         expired = self._query(sql + " ORDER BY id", params)
         entities = {key: self._entity_by_key(key) for key in {row[3] for row in expired}}
+        self._touch(entities)
         for row_id, dead_lettered, delivery_count, key in expired:
             if not dead_lettered and delivery_count >= entities[key].max_delivery_count:
                 self._dead_letter(row_id, *_max_delivery_reason(entities[key]))
@@ -817,6 +856,8 @@ class EmbeddedBus:
             " AND lock_token IS NULL AND dead_lettered = 0 ORDER BY id",
             (entity.key, now),
         )]
+        if ids:
+            self._touch([entity.key])
         for row_id in ids:
             if entity.dead_letter_on_expiration:
                 self._dead_letter(row_id, TTL_EXPIRED, "The message expired and was dead lettered.")

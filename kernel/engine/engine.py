@@ -16,7 +16,7 @@ import json
 import logging
 import traceback
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
@@ -72,7 +72,7 @@ class Engine:
 
     def __init__(self, index: AppIndex, store: Store, clock: Clock, invoker: Invoker, *,
                  max_concurrent_activities: int = 64, executor: Executor | None = None,
-                 http_caller: Callable[[str], Awaitable[str]] | None = None) -> None:
+                 http_caller: Callable[[str], Awaitable[str]] | None = None, replay_cache: int = 256) -> None:
         self.index = index
         self.store = store
         self.clock = clock
@@ -81,6 +81,9 @@ class Engine:
         self.executor = executor
         self.http_caller = http_caller
         self.instances: dict[str, Instance] = {}
+        # Instances whose SDK replay is kept between episodes (see replay.py), least recent first.
+        self.replay_cache = max(0, replay_cache)
+        self._replays: OrderedDict[str, None] = OrderedDict()
         self.ready_orch: dict[str, list[MessageRow]] = {}
         self.ready_entity: dict[str, list[MessageRow]] = {}
         self.held: dict[str, list[MessageRow]] = {}
@@ -107,6 +110,7 @@ class Engine:
     def load(self) -> None:
         """(Re)build the in-memory mirror from the store: messages, activities; drop caches."""
         self.instances.clear()
+        self._replays.clear()
         self.ready_orch.clear()
         self.ready_entity.clear()
         self.held.clear()
@@ -192,6 +196,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         quiet = 0
+        poke = True
         while True:
             if self.fatal is not None:
                 error, self.fatal = self.fatal, None
@@ -206,11 +211,16 @@ class Engine:
             remaining = end - loop.time()
             if remaining <= 0:
                 raise TimeoutError(f"engine still busy after {timeout}s: {self.describe_work()}")
-            self.notify()
+            # Whatever makes work (a post, a send, an activity's end, the clock) wakes the loop
+            # itself; waking it on every pass here only made it spin while an activity ran. A poke
+            # after 50 ms without progress stays as a safety net.
+            if poke:
+                self.notify()
             try:
                 await asyncio.wait_for(self._progress.wait(), min(remaining, 0.05))
+                poke = False
             except asyncio.TimeoutError:
-                pass
+                poke = True
 
     def describe_work(self) -> str:
         return (f"{len(self.ready_orch)} orchestrations and {len(self.ready_entity)} entities ready, "
@@ -301,8 +311,9 @@ class Engine:
         if not live:
             self.store.delete_messages(stale)
             return
-        episode = Episode(inst, self.index.orchestrators.get(inst.name), now)
+        episode = Episode(inst, self.index.orchestrators.get(inst.name), now, keep_replay=self.replay_cache > 0)
         effects = episode.run([m.body for m in live])
+        self._keep_replay(inst)
         if effects.hold_events:
             controls = [m for m in live if "control" in m.body]
             self.held.setdefault(instance_id, []).extend(m for m in live if "control" not in m.body)
@@ -314,6 +325,20 @@ class Engine:
         if inst.status == "Running" and instance_id in self.held:
             for msg in self.held.pop(instance_id):
                 self.ready_orch.setdefault(instance_id, []).append(msg)
+
+    def _keep_replay(self, inst: Instance) -> None:
+        """Track ``inst``'s kept replay; past ``replay_cache`` of them, the least recent is dropped."""
+        if inst.replay is None or inst.status in TERMINAL:
+            inst.replay = None
+            self._replays.pop(inst.instance_id, None)
+            return
+        self._replays[inst.instance_id] = None
+        self._replays.move_to_end(inst.instance_id)
+        while len(self._replays) > self.replay_cache:
+            evicted, _ = self._replays.popitem(last=False)
+            cached = self.instances.get(evicted)
+            if cached is not None:
+                cached.replay = None
 
     def _apply(self, inst: Instance, effects: Effects, now: datetime) -> None:
         state = inst.state
@@ -342,6 +367,7 @@ class Engine:
             inst.status = "ContinuedAsNew"
             inst.history = []
             inst.persisted = 0
+            inst.replay = None
             inst.state = Instance.new_state(state.get("parent"))
             self.store.clear_history(inst.instance_id)
             self.post("orch", inst.instance_id, self._start_message(inst, now))

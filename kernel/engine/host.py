@@ -33,6 +33,24 @@ from .triggers import ServiceBusTriggers, TimerTriggers, send_outputs
 
 log = logging.getLogger("aos.engine")
 
+#: How many running instances keep their SDK replay between episodes (kernel/engine/replay.py).
+REPLAY_CACHE_SETTING = "AOS_ENGINE_REPLAY_CACHE"
+DEFAULT_REPLAY_CACHE = 256
+
+
+def replay_cache_setting(value: str | None) -> int:
+    """``AOS_ENGINE_REPLAY_CACHE``: a whole number of instances, 0 to replay every episode in full."""
+    if value is None or not value.strip():
+        return DEFAULT_REPLAY_CACHE
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise ValueError(f"setting {REPLAY_CACHE_SETTING}={value!r}: expected a whole number of instances "
+                         f"(0 replays every episode in full; default {DEFAULT_REPLAY_CACHE})")
+    return count
+
 
 class EmbeddedHost:
     """Async context manager that runs ``app`` until exit. See docs/engine.md."""
@@ -40,7 +58,8 @@ class EmbeddedHost:
     def __init__(self, app: Any, *, state_path: str | Path | None = None,
                  settings: Settings | Mapping[str, Any] | str | Path | None = None, clock: Clock | None = None,
                  topology: Mapping[str, Any] | str | Path | None = None, port: int = 0, bind: str = "127.0.0.1",
-                 max_concurrent_activities: int | None = None, max_concurrent_calls: int | None = None) -> None:
+                 max_concurrent_activities: int | None = None, max_concurrent_calls: int | None = None,
+                 replay_cache: int | None = None) -> None:
         self._app_source = app
         self.state_path = str(state_path) if state_path is not None else None
         self.settings = Settings.load(settings)
@@ -50,6 +69,7 @@ class EmbeddedHost:
         self.bind = bind
         self.max_concurrent_activities = max_concurrent_activities
         self.max_concurrent_calls = max_concurrent_calls
+        self.replay_cache = replay_cache
         self.base_url = ""
         self.master_key = ""
         self._client: df.DurableOrchestrationClient | None = None
@@ -70,6 +90,8 @@ class EmbeddedHost:
         if self.max_concurrent_calls is None:
             self.max_concurrent_calls = int(bus_settings.get("maxConcurrentCalls") or 16)
         self.max_batch = int(bus_settings.get("maxMessageBatchSize") or 100)
+        if self.replay_cache is None:
+            self.replay_cache = replay_cache_setting(self.settings.get(REPLAY_CACHE_SETTING))
         hub = str(durable.get("hubName") or "")
         try:
             self.task_hub = self.settings.resolve(hub, where="host.json durableTask.hubName") if hub else "EmbeddedHub"
@@ -93,7 +115,7 @@ class EmbeddedHost:
         self.executor = ThreadPoolExecutor(max_workers=max(4, self.max_concurrent_activities), thread_name_prefix="aos-fn")
         self.engine = Engine(self.index, self.store, self.clock, self._invoke,
                              max_concurrent_activities=self.max_concurrent_activities, executor=self.executor,
-                             http_caller=self._durable_http)
+                             http_caller=self._durable_http, replay_cache=self.replay_cache)
         self.http_triggers = HttpTriggers(self.index, route_prefix(self.host_json), self.keys, self._invoke)
         # MCP tool triggers: one MCP server at /runtime/webhooks/mcp, mounted only when the app has tools.
         self.mcp_webhook = McpWebhook(self.index, self.keys, self._invoke, host_json=self.host_json, bind=self.bind)

@@ -18,21 +18,28 @@ actions, and so stays in step with the SDK without reaching into its internals.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from azure.functions._durable_functions import OrchestrationContext
-
 from . import history as h
 from .clock import format_timestamp, parse_timestamp
 from .indexing import FunctionSpec
+from .replay import (
+    OUT_OF_PROC_MARKER,
+    ReplaySession,
+    reported_failure,
+    run_handler,
+    session_capable,
+)
 from .store import InstanceRow
+
+log = logging.getLogger("aos.engine")
 
 TERMINAL = ("Completed", "Failed", "Terminated", "Canceled")
 ACTIVE = ("Pending", "Running", "Suspended", "ContinuedAsNew")
-OUT_OF_PROC_MARKER = "\n\n$OutOfProcData$:"
 HTTP_ACTIVITY = "BuiltIn::HttpActivity"
 MAXIMUM_SHORT_TIMER = "6.00:00:00"
 LONG_TIMER_INTERVAL = "3.00:00:00"
@@ -49,6 +56,7 @@ class Instance(InstanceRow):
 
     history: list[str] = field(default_factory=list)  # played-event JSON, in order
     persisted: int = 0  # how many history rows are already in the store
+    replay: ReplaySession | None = None  # the SDK's replay kept from the last episode (a cache)
 
     @staticmethod
     def new_state(parent: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -121,10 +129,11 @@ def describe(sig: list[Any]) -> str:
 class Episode:
     """Runs one episode of one instance and collects its history and effects."""
 
-    def __init__(self, inst: Instance, spec: FunctionSpec | None, now: datetime) -> None:
+    def __init__(self, inst: Instance, spec: FunctionSpec | None, now: datetime, *, keep_replay: bool = False) -> None:
         self.inst = inst
         self.spec = spec
         self.now = now
+        self.keep_replay = keep_replay
         self.new_events: list[dict[str, Any]] = []
         self.scheduled: list[dict[str, Any]] = []
         self.effects = Effects()
@@ -226,9 +235,9 @@ class Episode:
             self.effects.children.append(ChildStart(child, name, input_, parent))
 
     # ---------------------------------------------------------------------------------------
-    def _context_json(self) -> str:
+    def _context_json(self, new: list[str]) -> str:
         inst = self.inst
-        parts = inst.history + [h.encode(ev, False) for ev in self.new_events]
+        parts = inst.history + new
         parent = inst.state.get("parent") or {}
         return (
             '{"history":[' + ",".join(parts) + "]"
@@ -246,8 +255,7 @@ class Episode:
         self.new_events.insert(0, h.event(h.ORCHESTRATOR_STARTED, self.now))
         error: str | None = None
         try:
-            context = OrchestrationContext(self._context_json())
-            raw = self.spec.user_function(**{str(self.spec.trigger["name"]): context})
+            raw = self._call_sdk()
             result = json.loads(raw) if isinstance(raw, str) else raw
         except Exception as exc:  # the SDK reports orchestrator failures by raising
             text = str(exc)
@@ -283,6 +291,30 @@ class Episode:
                 self._complete(result.get("output"))
             return
         self._commit_history(run_code=True)
+
+    def _call_sdk(self) -> Any:
+        """The SDK's answer for this episode: from the kept replay when there is one, else a full replay."""
+        assert self.spec is not None
+        inst, handler = self.inst, self.spec.user_function
+        new = [h.encode(ev, False) for ev in self.new_events]
+        session, inst.replay = inst.replay, None  # kept again only after this episode succeeds
+        if session is not None and session.execution_id == inst.execution_id and session.seen <= len(inst.history):
+            try:
+                raw = session.resume(inst.history[session.seen:], new)
+            except Exception as error:
+                if reported_failure(error):
+                    raise
+                log.warning("kept replay of %s failed (%s: %s); replaying its history in full",
+                            inst.instance_id, type(error).__name__, error)
+            else:
+                inst.replay = session
+                return raw
+        body = self._context_json(new)
+        if self.keep_replay and session_capable(handler):
+            session, raw = ReplaySession.start(handler, inst.execution_id, body, len(inst.history) + len(new))
+            inst.replay = session
+            return raw
+        return run_handler(handler, str(self.spec.trigger["name"]), body)
 
     def _check_determinism(self, flat: list[dict[str, Any]], done: bool) -> str | None:
         recorded = self.inst.state["recorded"]

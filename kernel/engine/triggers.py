@@ -119,6 +119,14 @@ class _Poller:
     path: str
     many: bool
     inflight: int = 0
+    # The bus's change count when a receive last found the entity drained, and when something
+    # falls due there without a send (``next_visible_at`` then); until either moves, polling
+    # it would find nothing, so the tick skips it.
+    drained_at: int | None = None
+    drained_due: datetime | None = None
+    # ``deadline()``'s cache: the change count it was computed at, and the moment.
+    deadline_at: int | None = None
+    deadline: datetime | None = None
 
 
 class ServiceBusTriggers:
@@ -140,27 +148,41 @@ class ServiceBusTriggers:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def poll(self, now: datetime) -> None:
-        """Receive what each trigger has room for and start the invocations (tick hook)."""
+        """Receive what each trigger has room for and start the invocations (tick hook).
+
+        An entity found drained is not queried again until the bus reports a change to it or a
+        scheduled message, lock or TTL there falls due (each receive brings those up to date,
+        so expired locks are released by the receive that would deliver them again).
+        """
         self.dirty = False
-        if not self.pollers:
-            return
-        self.bus.release_expired_locks()
         for poller in self.pollers:
             free = self.max_concurrent_calls - poller.inflight
             if free <= 0:
                 self.dirty = True
                 continue
-            if poller.many:
-                batch = self.bus.receive(poller.path, max_count=self.max_batch) if poller.inflight == 0 else []
-                if batch:
-                    self._start(poller, batch)
-                    self.dirty = True
+            if poller.many and poller.inflight:
                 continue
-            messages = self.bus.receive(poller.path, max_count=free)
-            for message in messages:
-                self._start(poller, [message])
-            if len(messages) == free:
+            if poller.drained_at == self.bus.change_count(poller.path) and (
+                    poller.drained_due is None or poller.drained_due > now):
+                continue
+            wanted = self.max_batch if poller.many else free
+            messages = self.bus.receive(poller.path, max_count=wanted)
+            if poller.many:
+                if messages:
+                    self._start(poller, messages)
+            else:
+                for message in messages:
+                    self._start(poller, [message])
+            if len(messages) == wanted or (poller.many and messages):
                 self.dirty = True
+                poller.drained_at = None
+            else:
+                self._drained(poller)
+
+    def _drained(self, poller: _Poller) -> None:
+        due = self.bus.next_visible_at(poller.path)
+        poller.drained_at = poller.deadline_at = self.bus.change_count(poller.path)
+        poller.drained_due = poller.deadline = due
 
     def _start(self, poller: _Poller, messages: list[ReceivedMessage]) -> None:
         poller.inflight += 1
@@ -196,7 +218,15 @@ class ServiceBusTriggers:
         return self.dirty or any(p.inflight for p in self.pollers)
 
     def deadline(self) -> datetime | None:
-        moments = [m for p in self.pollers if (m := self.bus.next_visible_at(p.path)) is not None]
+        """The next moment a trigger's entity changes without a send (cached per change count)."""
+        moments = []
+        for poller in self.pollers:
+            if poller.deadline_at != self.bus.change_count(poller.path) or (
+                    poller.deadline is not None and poller.deadline <= self.bus.now()):
+                poller.deadline = self.bus.next_visible_at(poller.path)
+                poller.deadline_at = self.bus.change_count(poller.path)
+            if poller.deadline is not None:
+                moments.append(poller.deadline)
         return min(moments) if moments else None
 
     async def stop(self) -> None:

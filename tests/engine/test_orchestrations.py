@@ -167,7 +167,9 @@ async def test_continue_as_new_eternal_monitor() -> None:
 
 
 async def test_determinism_violation_fails_the_instance() -> None:
-    async with EmbeddedHost(app_path("patterns")) as host:
+    # Every episode replays in full here, so code that changed its mind mid-flight is caught at
+    # once; with kept replays it is caught at the next full replay (test_replay_cache.py).
+    async with EmbeddedHost(app_path("patterns"), replay_cache=0) as host:
         module = next(m for m in sys.modules.values() if getattr(m, "__file__", None) == app_path("patterns"))
         module.FLIP["value"] = False
         instance_id = await host.client.start_new("nondeterministic")
