@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 PY_STAMP   := $(VENV)/.aos-installed
 ML_STAMP   := $(VENV)/.aos-ml-installed
 NODE_STAMP := node_modules/.aos-installed
+BENCH_STAMP := $(VENV)/.aos-bench-installed
 
 .PHONY: setup run test schemas bench clean
 
@@ -31,11 +32,21 @@ $(NODE_STAMP): package.json package-lock.json
 setup: $(PY_STAMP) $(NODE_STAMP)
 
 run: setup
-	$(BIN)/aos validate agent_configs mcp_configs
+	$(BIN)/aos validate agent_configs mcp_configs workflow_configs
 	$(BIN)/aos run --demo
 
 test: setup $(ML_STAMP)
 	$(BIN)/python -m pytest
+
+# The benchmarks side by side with LangGraph and AutoGen Core (docs/performance.md): the bench extra
+# holds the alternatives. Quick mode (under five minutes) unless BENCH_ARGS says otherwise, e.g.
+# `make bench BENCH_ARGS="--full"` or `BENCH_ARGS="--only engine,langgraph --repeat 5"`.
+$(BENCH_STAMP): $(PY_STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	touch $@
+
+bench: setup $(BENCH_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 schemas: setup
 	$(BIN)/aos schema
