@@ -87,6 +87,8 @@ param toolCallMaxDuration string = '01:15:00'
 param sendTopicsByRole object = {
   kernel: [
     'agent-events'
+    // workflow tool steps ask the MCP gateway
+    'mcp-requests'
   ]
   realm: [
     'agent-events'
@@ -104,6 +106,7 @@ param sendTopicsByRole object = {
 param subscriptionOwners object = {
   realm: 'realm'
   kernel: 'kernel'
+  workflows: 'kernel'
   'mcp-gateway': 'mcp'
 }
 
@@ -147,10 +150,12 @@ var dataTables = [
   'configregister'
   'deadletters'
   'inferencecache'
+  'quotas'
   'ratelimits'
   'toolcalls'
   'turns'
   'usage'
+  'workflowruns'
 ]
 var dataContainers = [
   'audit-anchors'

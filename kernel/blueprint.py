@@ -12,6 +12,7 @@ from kernel.config.store import default_store
 from kernel.deadletters import DeadLetterStore
 from kernel.governance import api as audit_api
 from kernel.governance.access import requires
+from kernel.governance.audit import AuditLog
 from kernel.inference import api as usage_api
 from kernel.topology import AGENT_OUTPUTS, KERNEL_SUBSCRIPTION, MCP_RESPONSES
 
@@ -32,21 +33,27 @@ def config_problems(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.service_bus_topic_trigger(arg_name="messages", topic_name=AGENT_OUTPUTS, subscription_name=KERNEL_SUBSCRIPTION,
                               connection="ServiceBusConnection", cardinality=func.Cardinality.MANY)
-async def route_agent_outputs(messages: list[func.ServiceBusMessage]) -> None:
-    """Forward events agents send each other to the events topic; replies stay on the outputs topic."""
+@bp.durable_client_input(client_name="workflows")
+async def route_agent_outputs(messages: list[func.ServiceBusMessage], workflows: df.DurableOrchestrationClient) -> None:
+    """Forward events agents send each other to the events topic; replies stay on the outputs topic,
+    and those to a workflow run are raised in it (this app's task hub)."""
     ports = runtime.adapters()
     await outputs.route_outputs([(m.get_body(), m.message_id) for m in messages], ports.sender,
-                                DeadLetterStore(ports.blobs, ports.tables))
+                                DeadLetterStore(ports.blobs, ports.tables), configs=default_store().current,
+                                audit=AuditLog(ports.tables), workflows=workflows)
 
 
 @bp.service_bus_topic_trigger(arg_name="messages", topic_name=MCP_RESPONSES, subscription_name=KERNEL_SUBSCRIPTION,
                               connection="ServiceBusConnection", cardinality=func.Cardinality.MANY)
 @bp.durable_client_input(client_name="client", task_hub="%AOS_REALM_TASK_HUB%")
-async def deliver_tool_responses(messages: list[func.ServiceBusMessage], client: df.DurableOrchestrationClient) -> None:
-    """Raise each MCP gateway answer in the turn waiting for it (in the realm app's task hub)."""
+@bp.durable_client_input(client_name="workflows")
+async def deliver_tool_responses(messages: list[func.ServiceBusMessage], client: df.DurableOrchestrationClient,
+                                 workflows: df.DurableOrchestrationClient) -> None:
+    """Raise each MCP gateway answer in the turn waiting for it (in the realm app's task hub), or in
+    the workflow run waiting for it (in this app's hub)."""
     ports = runtime.adapters()
     await tool_responses.deliver_responses([(m.get_body(), m.message_id) for m in messages], client,
-                                           DeadLetterStore(ports.blobs, ports.tables))
+                                           DeadLetterStore(ports.blobs, ports.tables), workflows)
 
 
 @bp.route(route="audit", methods=["GET"])

@@ -12,7 +12,7 @@ from kernel.config import schemas
 from kernel.config.loader import ConfigSet, load_configs
 from kernel.topology import TopologyError, bicep_parameters, build_topology, emulator_config
 
-DEFAULT_CONFIG_PATHS = ("agent_configs", "mcp_configs")
+DEFAULT_CONFIG_PATHS = ("agent_configs", "mcp_configs", "workflow_configs")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,7 +43,7 @@ def _summary(configs: ConfigSet) -> str:
     "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 def validate(paths: tuple[str, ...], output_format: str) -> None:
-    """Validate config files or folders (default: agent_configs mcp_configs).
+    """Validate config files or folders (default: agent_configs mcp_configs workflow_configs).
 
     Exits 0 when there are no errors (warnings allowed), 1 otherwise.
     """
@@ -56,6 +56,7 @@ def validate(paths: tuple[str, ...], output_format: str) -> None:
             "adapters": sorted(configs.adapters),
             "mcp_servers": sorted(configs.mcp_servers),
             "endpoints": sorted(configs.endpoints),
+            "workflows": sorted(configs.workflows),
             "problems": [problem.to_dict() for problem in configs.problems],
         }
         click.echo(json.dumps(report, indent=2))
@@ -157,6 +158,7 @@ def _register_optional_commands() -> None:
     for command in [*COMMANDS, *TOOL_COMMANDS, *INFERENCE_COMMANDS, *AUDIT_COMMANDS, *POLICY_COMMANDS, context_mcp]:
         main.add_command(command)
     main.add_command(importlib.import_module("kernel.health.cli").health)  # aos health
+    main.add_command(importlib.import_module("kernel.workflows.cli").workflows)  # aos workflows
     for command in importlib.import_module("kernel.telemetry.cli").COMMANDS:  # aos traces, aos trace
         main.add_command(command)
 

@@ -42,7 +42,15 @@ class Envelope(BaseModel):
         description="Who sent it: an agent id, an app role, or an external system."
     )
     subject: str | None = Field(default=None, description="What the event is about, if anything.")
-    to: str | None = Field(default=None, description="The agent it is addressed to, if any.")
+    to: str | None = Field(
+        default=None,
+        description="The agent it is addressed to, if any: its id, or 'namespace.id' outside the default namespace.",
+    )
+    namespace: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,62}$")] | None = Field(
+        default=None,
+        description="The tenant namespace a broadcast event belongs to (default when absent): only that namespace's "
+        "subscribers receive it, unless a route grants more. Events agents send are in their sender's namespace.",
+    )
     correlation_id: str | None = Field(
         default=None, description="Ties a conversation or a request and its reply together."
     )

@@ -12,7 +12,7 @@ from kernel import settings
 #: Role name -> modules whose ``bp`` are that role's blueprints. Imported only when selected, so
 #: an app pays the import cost of its own role only.
 ROLE_BLUEPRINTS: dict[str, tuple[str, ...]] = {
-    "kernel": ("kernel.blueprint",),
+    "kernel": ("kernel.blueprint", "kernel.workflows.blueprint"),
     "realm": ("realm_of_agents.blueprint",),
     "mcp": ("mcp_servers.blueprint", "mcp_servers.remote"),
 }

@@ -26,7 +26,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("AOS_APP_ROLES", "", "Comma list of kernel, realm, mcp; empty runs all three."),
         Setting(
             "AOS_CONFIG_PATHS",
-            "agent_configs,mcp_configs",
+            "agent_configs,mcp_configs,workflow_configs",
             "Comma list of config files or folders, relative to the app root.",
         ),
         Setting("AOS_TASK_HUB", "aos", "Durable Functions task hub name (host.json reads it)."),

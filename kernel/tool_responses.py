@@ -21,6 +21,7 @@ from kernel.messages import Envelope, describe_invalid
 from kernel.telemetry.spans import TOOL_RESPONSE, fail, messaging, span
 from kernel.toolbus import RESPONSE_TYPE, belongs_to
 from kernel.topology import KERNEL_SUBSCRIPTION, MCP_RESPONSES
+from kernel.workflows.ids import is_run
 
 log = logging.getLogger("aos.kernel.tools")
 SOURCE = f"{MCP_RESPONSES}/{KERNEL_SUBSCRIPTION}"
@@ -33,8 +34,9 @@ class DeliveryReport:
 
 
 async def deliver_responses(bodies: list[tuple[bytes, str | None]], client: Any,
-                            deadletters: DeadLetterStore) -> DeliveryReport:
-    """Raise each response in its turn (``client``: a durable orchestration client)."""
+                            deadletters: DeadLetterStore, workflows: Any = None) -> DeliveryReport:
+    """Raise each response in its turn (``client``: a durable orchestration client of the realm's
+    task hub), or in its workflow run (``workflows``: a client of the kernel's own hub)."""
     report = DeliveryReport()
     for body, message_id in bodies:
         envelope: Envelope | None
@@ -47,7 +49,8 @@ async def deliver_responses(bodies: list[tuple[bytes, str | None]], client: Any,
                   attributes={**messaging(MCP_RESPONSES, operation="process", message_id=message_id),
                               "aos.turn_id": envelope.to if envelope else None,
                               "aos.mcp.call_id": envelope.correlation_id if envelope else None}) as current:
-            await _deliver(body, message_id, envelope, problem, client, deadletters, report, current)
+            target = workflows if workflows is not None and envelope is not None and is_run(envelope.to) else client
+            await _deliver(body, message_id, envelope, problem, target, deadletters, report, current)
     return report
 
 

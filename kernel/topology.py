@@ -16,6 +16,7 @@ from typing import Any
 from kernel.config.loader import ConfigSet
 from kernel.config.models import DEFAULT_EVENTS_TOPIC, AgentConfig
 from kernel.config.problems import Problem
+from kernel.namespaces import address_of
 
 AGENT_EVENTS = DEFAULT_EVENTS_TOPIC
 AGENT_OUTPUTS = "agent-outputs"
@@ -25,6 +26,8 @@ MCP_RESPONSES = "mcp-responses"
 REALM_SUBSCRIPTION = "realm"
 KERNEL_SUBSCRIPTION = "kernel"
 GATEWAY_SUBSCRIPTION = "mcp-gateway"
+#: The kernel's subscription on agent-events: broadcast events that start workflow runs.
+WORKFLOWS_SUBSCRIPTION = "workflows"
 MAX_DELIVERY_COUNT = 10
 #: Peek-lock duration per subscription. The Functions host renews a lock while its function runs
 #: (host.json ``maxAutoLockRenewalDuration``), so the lock duration only says how soon a message
@@ -34,7 +37,7 @@ MAX_DELIVERY_COUNT = 10
 #: embedded engine, which does not renew locks, lets calls of up to five minutes finish before it
 #: delivers the request again. A second delivery never repeats a call: the gateway's claim row,
 #: renewed every two seconds by the live caller, makes it wait for the first call's result.
-LOCK_SECONDS = {REALM_SUBSCRIPTION: 60, KERNEL_SUBSCRIPTION: 60, GATEWAY_SUBSCRIPTION: 300}
+LOCK_SECONDS = {REALM_SUBSCRIPTION: 60, KERNEL_SUBSCRIPTION: 60, GATEWAY_SUBSCRIPTION: 300, WORKFLOWS_SUBSCRIPTION: 60}
 #: Service Bus refuses SQL filter expressions longer than this.
 MAX_SQL_FILTER_CHARS = 1024
 
@@ -72,12 +75,12 @@ def build_topology(configs: ConfigSet) -> tuple[dict[str, Any], list[Problem]]:
         rules: list[dict[str, str]] = []
         if topic == AGENT_EVENTS:
             rules.append({"name": "direct", "sql": "sys.To IS NOT NULL"})
-        for agent in sorted(agents, key=lambda a: a.id):
+        for agent in sorted(agents, key=address_of):
             sql = agent_rule_sql(agent, topic)
             if sql is None:
                 continue
             if len(sql) > MAX_SQL_FILTER_CHARS:
-                source = configs.source("agent", agent.id)
+                source = configs.source("agent", address_of(agent))
                 problems.append(
                     Problem(
                         file=source.file,
@@ -89,19 +92,25 @@ def build_topology(configs: ConfigSet) -> tuple[dict[str, Any], list[Problem]]:
                     )
                 )
                 continue
-            rules.append({"name": f"agent-{agent.id}", "sql": sql})
-        topics.append(
-            {
-                "name": topic,
-                "subscriptions": [
-                    _subscription(REALM_SUBSCRIPTION, rules or [{"name": "none", "sql": "1=0"}])
-                ],
-            }
-        )
+            rules.append({"name": f"agent-{address_of(agent)}", "sql": sql})
+        subscriptions = [_subscription(REALM_SUBSCRIPTION, rules or [{"name": "none", "sql": "1=0"}])]
+        if topic == AGENT_EVENTS:
+            subscriptions.append(_subscription(WORKFLOWS_SUBSCRIPTION, workflow_rules(configs)))
+        topics.append({"name": topic, "subscriptions": subscriptions})
     topics.append({"name": AGENT_OUTPUTS, "subscriptions": [_subscription(KERNEL_SUBSCRIPTION, [])]})
     topics.append({"name": MCP_REQUESTS, "subscriptions": [_subscription(GATEWAY_SUBSCRIPTION, [])]})
     topics.append({"name": MCP_RESPONSES, "subscriptions": [_subscription(KERNEL_SUBSCRIPTION, [])]})
     return {"topics": topics, "queues": []}, problems
+
+
+def workflow_rules(configs: ConfigSet) -> list[dict[str, str]]:
+    """One rule per enabled workflow with trigger events: broadcast events (no ``To``) of those types."""
+    rules = []
+    for address, workflow in sorted(configs.workflows.items()):
+        if workflow.enabled and workflow.trigger is not None and workflow.trigger.events:
+            types = " OR ".join(dict.fromkeys(like_pattern(pattern) for pattern in workflow.trigger.events))
+            rules.append({"name": f"workflow-{address}", "sql": f"sys.To IS NULL AND ({types})"})
+    return rules or [{"name": "none", "sql": "1=0"}]
 
 
 def _subscription(name: str, rules: list[dict[str, str]]) -> dict[str, Any]:

@@ -31,12 +31,12 @@ async def list_servers(req: func.HttpRequest) -> func.HttpResponse:
     configs = mcp.configs.current()
     health = (await mcp.gateway()).manager.health()
     servers = []
-    for server in sorted(configs.mcp_servers.values(), key=lambda s: s.id):
+    for address, server in sorted(configs.mcp_servers.items()):
         servers.append({
-            "id": server.id, "transport": server.transport, "enabled": server.enabled,
+            "id": address, "transport": server.transport, "enabled": server.enabled,
             "description": server.description, "tools": server.tools.model_dump(),
-            "config_version": configs.source("mcp_server", server.id).version,
-            "health": health.get(server.id) or {"state": "not started (declared after this instance started)",
+            "config_version": configs.source("mcp_server", address).version,
+            "health": health.get(address) or {"state": "not started (declared after this instance started)",
                                                  "available": False},
         })
     return respond({"servers": servers})

@@ -8,7 +8,7 @@ goes back too, so the turn records the problem at once instead of waiting for it
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import Span, SpanKind
 from pydantic import ValidationError
@@ -19,7 +19,9 @@ from kernel.ports import MessageSender, OutboundMessage
 from kernel.telemetry.spans import GATEWAY, MCP_CALL, clean, current_traceparent, fail, messaging, span
 from kernel.toolbus import REQUEST_PREFIX, ToolRequest, error_result, response_envelope
 from kernel.topology import GATEWAY_SUBSCRIPTION, MCP_REQUESTS, MCP_RESPONSES
-from mcp_servers.gateway import ToolGateway
+
+if TYPE_CHECKING:  # imports the mcp SDK; the gateway object comes from McpServices
+    from mcp_servers.gateway import ToolGateway
 
 log = logging.getLogger("aos.mcp.gateway")
 SOURCE = f"{MCP_REQUESTS}/{GATEWAY_SUBSCRIPTION}"

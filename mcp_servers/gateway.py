@@ -20,6 +20,11 @@ and ``aos mcp call --as AGENT`` — the gateway is where the rules hold:
   one over the limit is not run; its answer is an error result (``error: "PolicyRefused"``) kept on
   the claim like any result, so a redelivery gets the same answer, and ``policy.refused`` is
   audited. Idempotent tools are counted at every request.
+* **Namespaces.** MCP servers belong to a namespace: an agent's grant ``server: github`` means its
+  own namespace's ``github`` (``kernel.namespaces``), and a request names the server as the grant
+  does. A grant of another namespace's server (``default.everything``) holds only while a route of
+  the agent's namespace allows that tool; otherwise the call is refused (``tool.denied``) like any
+  tool the agent was not given.
 """
 
 from __future__ import annotations
@@ -33,12 +38,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from kernel import namespaces as ns
 from kernel.config.loader import ConfigSet
 from kernel.config.models import ToolGrant
 from kernel.governance.policy_guard import PolicyGuard, refused_result
 from kernel.governance.redaction import digest, redact
 from kernel.ports import AlreadyExists, BlobStore, NotFound, TableStore
 from kernel.toolbus import error_result
+from kernel.workflows.ids import workflow_of_caller
 from mcp_servers.manager import McpManagerError, McpServerManager
 
 log = logging.getLogger("aos.mcp.gateway")
@@ -89,7 +96,8 @@ class ToolGateway:
         unavailable: dict[str, str] = {}
         health = self._manager.health()
         for grant in grants:
-            status = health.get(grant.server)
+            address = ns.resolve(ns.namespace_of(agent_id), grant.server)
+            status = health.get(address)
             if status is None:
                 unavailable[grant.server] = f"no MCP server '{grant.server}' is declared"
                 continue
@@ -97,8 +105,9 @@ class ToolGateway:
                 unavailable[grant.server] = f"MCP server '{grant.server}' is {status.get('state')}" + (
                     f": {status['last_error']}" if status.get("last_error") else "")
                 continue
-            for tool in self._manager.list_tools(grant.server):
-                if grant.tools is None or tool["name"] in grant.tools:
+            for tool in self._manager.list_tools(address):
+                if (grant.tools is None or tool["name"] in grant.tools) \
+                        and self._refusal(agent_id, grant.server, tool["name"]) is None:
                     tools.append({"server": grant.server, **tool})
         return {"tools": tools, "unavailable": unavailable}
 
@@ -111,7 +120,7 @@ class ToolGateway:
                 "server": server, "tool": tool, "call_id": call_id, "reason": refusal,
                 "arguments": redact(dict(arguments))})
             return error_result(f"denied: {refusal}", error="ToolDenied")
-        config = self._configs().mcp_servers.get(server)
+        config = self._configs().mcp_servers.get(self._address(agent_id, server))
         if config is not None and tool in config.tools.idempotent:
             refused = await self._over_limit(agent_id, server, tool, call_id)
             if refused is not None:
@@ -124,7 +133,7 @@ class ToolGateway:
         if refusal is not None:
             return {"resources": [], "error": f"denied: {refusal}"}
         try:
-            return {"resources": await self._manager.list_resources(server)}
+            return {"resources": await self._manager.list_resources(self._address(agent_id, server))}
         except (McpManagerError, TimeoutError) as error:
             return {"resources": [], "error": str(error) or type(error).__name__}
 
@@ -133,7 +142,7 @@ class ToolGateway:
         if refusal is not None:
             return {"contents": [], "error": f"denied: {refusal}"}
         try:
-            return {"contents": await self._manager.read_resource(server, uri)}
+            return {"contents": await self._manager.read_resource(self._address(agent_id, server), uri)}
         except (McpManagerError, TimeoutError) as error:
             return {"contents": [], "error": str(error) or type(error).__name__}
 
@@ -143,21 +152,39 @@ class ToolGateway:
     # -- rules ---------------------------------------------------------------------------------
 
     def _grants(self, agent_id: str) -> list[ToolGrant] | None:
-        agent = self._configs().agents.get(agent_id)
-        return None if agent is None else list(agent.tools)
+        """The caller's grants: an agent's, or a workflow's (callers ``[namespace.]workflow:<id>``)."""
+        configs = self._configs()
+        workflow = workflow_of_caller(agent_id)
+        found = configs.agents.get(agent_id) if workflow is None else configs.workflows.get(workflow)
+        return None if found is None else list(found.tools)
+
+    @staticmethod
+    def _address(agent_id: str, server: str) -> str:
+        """The server a request names, as the agent's namespace resolves it (the manager's key)."""
+        return ns.resolve(ns.namespace_of(agent_id), server)
 
     def _refusal(self, agent_id: str, server: str, tool: str | None) -> str | None:
         """Why the agent may not use ``server``'s ``tool`` (any tool when ``None``), or ``None``."""
         grants = self._grants(agent_id)
         if grants is None:
             return f"no agent '{agent_id}' is declared"
+        address = self._address(agent_id, server)
         for grant in grants:
-            if grant.server == server:
-                if tool is None or grant.tools is None or tool in grant.tools:
-                    return None
-                return (f"agent '{agent_id}' is granted only {', '.join(grant.tools)} of MCP server "
-                        f"'{server}', not '{tool}'")
+            if self._address(agent_id, grant.server) == address:
+                if tool is not None and grant.tools is not None and tool not in grant.tools:
+                    return (f"agent '{agent_id}' is granted only {', '.join(grant.tools)} of MCP server "
+                            f"'{server}', not '{tool}'")
+                return self._crossing(agent_id, address, tool)
         return f"agent '{agent_id}' is not granted MCP server '{server}'"
+
+    def _crossing(self, agent_id: str, address: str, tool: str | None) -> str | None:
+        """Why a server of another namespace is out of reach (no route for it now), or ``None``."""
+        source = ns.namespace_of(agent_id)
+        target, server_id = ns.split(address)
+        name = server_id if tool is None else f"{server_id}.{tool}"
+        if ns.routed(self._configs().namespaces, source, target, "tools", name):
+            return None
+        return ns.route_refusal(source, target, "tools", name)
 
     async def _over_limit(self, agent_id: str, server: str, tool: str, call_id: str) -> dict[str, Any] | None:
         """The ``PolicyRefused`` result when the call does not fit the agent's rate limits (counted if it does)."""
@@ -171,10 +198,10 @@ class ToolGateway:
 
     # -- calls ---------------------------------------------------------------------------------
 
-    async def _call(self, server: str, tool: str, arguments: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
+    async def _call(self, address: str, tool: str, arguments: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
         started = time.perf_counter()
         try:
-            result = await self._manager.call_tool(server, tool, arguments)
+            result = await self._manager.call_tool(address, tool, arguments)
         except McpManagerError as error:
             result = error_result(str(error), error=type(error).__name__)
         return result, round((time.perf_counter() - started) * 1000, 1)
@@ -182,7 +209,7 @@ class ToolGateway:
     async def _call_and_audit(self, agent_id: str, server: str, tool: str, arguments: Mapping[str, Any],
                               call_id: str, actor: str, *, claim: dict[str, Any] | None = None) -> dict[str, Any]:
         """Call, keep the result (on its ``claim``) before anything else can fail, then audit."""
-        result, elapsed = await self._call(server, tool, arguments)
+        result, elapsed = await self._call(self._address(agent_id, server), tool, arguments)
         if claim is not None:
             await self._keep(claim, result)
         await self._record(agent_id, "tool.call", actor, {

@@ -27,6 +27,7 @@ from mcp.shared.exceptions import MCPError
 from kernel.config.models import McpServerConfig
 from kernel.config.references import Reference, environment_lookup
 from kernel.governance import secret_values
+from kernel.namespaces import address_of
 from mcp_servers.supervisor import (
     CIRCUIT_OPEN,
     DISABLED,
@@ -137,9 +138,10 @@ class McpServerManager:
         self.policy = policy or SupervisorPolicy()
         self._servers: dict[str, ServerSupervisor] = {}
         for config in configs:
-            if config.id in self._servers:
-                raise ValueError(f"MCP server id '{config.id}' is declared twice")
-            self._servers[config.id] = ServerSupervisor(
+            key = address_of(config)  # '<namespace>.<id>' outside the default namespace
+            if key in self._servers:
+                raise ValueError(f"MCP server id '{key}' is declared twice")
+            self._servers[key] = ServerSupervisor(
                 config, app_root=self.app_root, environ=self.environ, resolver=self.resolver, policy=self.policy
             )
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kernel import runtime, settings
 from kernel.config.drop import Mirror
@@ -26,8 +26,9 @@ from kernel.config.store import ConfigStore, default_store
 from kernel.deadletters import DeadLetterStore
 from kernel.governance.audit import AuditLog
 from kernel.governance.policy_guard import PolicyGuard
-from mcp_servers.gateway import ToolGateway
-from mcp_servers.manager import McpServerManager, resolver_from_store
+
+if TYPE_CHECKING:  # the mcp SDK and jsonschema load with the first gateway, not at app start
+    from mcp_servers.gateway import ToolGateway
 
 log = logging.getLogger("aos.mcp.services")
 
@@ -56,6 +57,9 @@ class McpServices:
         """The gateway over a manager of the currently declared servers (started on first use)."""
         configs = await self.current_configs()
         declared = {server_id: configs.source("mcp_server", server_id).version for server_id in configs.mcp_servers}
+        from mcp_servers.gateway import ToolGateway
+        from mcp_servers.manager import McpServerManager, resolver_from_store
+
         async with self._lock:
             if self._gateway is None or declared != self._servers_version:
                 manager = McpServerManager(configs.mcp_servers.values(), app_root=settings.APP_ROOT,

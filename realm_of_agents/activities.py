@@ -11,9 +11,11 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from kernel import namespaces as ns
 from kernel.config.models import OFFLINE_ENDPOINT, SETTINGS_ENDPOINT, AgentConfig
 from kernel.governance.policy import Refusal
 from kernel.governance.policy_guard import REFUSED, refused_result
+from kernel.governance.quota import admit_agents
 from kernel.inference.port import ChatMessage, ChatRequest, InferenceError, ToolCall, ToolSpec, tool_name
 from kernel.messages import Envelope
 from kernel.governance.redaction import redact
@@ -22,11 +24,9 @@ from kernel.toolbus import ANSWER_MARGIN_SECONDS, ToolRequest, tool_call_id
 from kernel.topology import AGENT_EVENTS, AGENT_OUTPUTS, MCP_REQUESTS
 from realm_of_agents import purpose
 from realm_of_agents.decisions import audit_decision
-from realm_of_agents.context_server import SERVER_ID as CONTEXT_SERVER
-from realm_of_agents.context_server import SnapshotBackend, call_context_tool, list_context_tools
 from realm_of_agents.instances import FINISHED, runtime_status
 from realm_of_agents.services import services
-from realm_of_agents.turn import GRANT_EVENT
+from realm_of_agents.turn import CONTEXT_SERVER, GRANT_EVENT
 
 log = logging.getLogger("aos.realm.turn")
 _context_tools: list[dict[str, Any]] = []
@@ -46,9 +46,9 @@ async def assess(request: dict[str, Any]) -> dict[str, Any]:
             return {"aligned": False, "score": 0.0, "reason": refusal.reason, "method": "policy",
                     "matched_terms": [], "out_of_scope": None, "refused": refusal.to_dict()}
         try:
-            judged = await _model_alignment(router, agent, event)
+            judged = await _model_alignment(router, request["agent_id"], agent, event)
         except InferenceError as error:  # the turn's own model call will meet the same endpoint
-            log.warning("agent %s: purpose check by model failed (%s); using lexical", agent.id, error)
+            log.warning("agent %s: purpose check by model failed (%s); using lexical", request["agent_id"], error)
             judged, fallback = None, f" (the model could not judge: {error})"
         else:
             fallback = " (the model's answer was not the JSON asked for)"
@@ -65,7 +65,8 @@ ALIGNMENT_FORMAT = {"type": "json_schema", "json_schema": {"name": "purpose_alig
     "properties": {"aligned": {"type": "boolean"}, "reason": {"type": "string"}}}}}
 
 
-async def _model_alignment(router: Any, agent: AgentConfig, event: dict[str, Any]) -> dict[str, Any] | None:
+async def _model_alignment(router: Any, agent_id: str, agent: AgentConfig,
+                           event: dict[str, Any]) -> dict[str, Any] | None:
     question = (
         f"Agent purpose: {agent.purpose}\nIn scope: {'; '.join(agent.scope.in_scope) or '-'}\n"
         f"Out of scope: {'; '.join(agent.scope.out_of_scope) or '-'}\n"
@@ -73,7 +74,7 @@ async def _model_alignment(router: Any, agent: AgentConfig, event: dict[str, Any
         'Does this event belong to the agent\'s purpose? Answer only JSON: {"aligned": true|false, "reason": "..."}'
     )
     completion = await router.complete(ChatRequest(
-        agent.id, [ChatMessage("user", question)], endpoint=agent.model.endpoint,
+        agent_id, [ChatMessage("user", question)], endpoint=agent.model.endpoint,
         adapter=agent.model.adapter.name if agent.model.adapter else None, temperature=0.0, max_tokens=200,
         response_format=ALIGNMENT_FORMAT))
     text = completion.content
@@ -81,7 +82,7 @@ async def _model_alignment(router: Any, agent: AgentConfig, event: dict[str, Any
         answer = json.loads(text[text.index("{"): text.rindex("}") + 1])
         aligned, reason = bool(answer["aligned"]), str(answer["reason"])
     except (ValueError, KeyError, TypeError):
-        log.warning("agent %s: the model's alignment answer was not the JSON asked for; using lexical", agent.id)
+        log.warning("agent %s: the model's alignment answer was not the JSON asked for; using lexical", agent_id)
         return None
     return {"aligned": aligned, "score": 1.0 if aligned else 0.0, "reason": reason, "method": "model",
             "matched_terms": [], "out_of_scope": None, "model": _route(completion)}
@@ -147,6 +148,8 @@ def _destination(router: Any, endpoint_id: str | None) -> str:
 async def _context_tool_list(agent_id: str) -> list[dict[str, Any]]:
     """The context server's tools: the same for every agent and call, so listed once through the protocol."""
     if not _context_tools:
+        from realm_of_agents.context_server import SnapshotBackend, list_context_tools  # the mcp SDK: on first use
+
         listing_backend = SnapshotBackend({}, services().archive)
         _context_tools.extend({"server": CONTEXT_SERVER, **t} for t in await list_context_tools(agent_id, listing_backend))
     return list(_context_tools)
@@ -161,6 +164,8 @@ async def tool_call(request: dict[str, Any]) -> dict[str, Any]:
                                                       call_id=call_id)
     if refusal is not None:  # not run: the model reads why and goes on
         return refused_result(refusal)
+    from realm_of_agents.context_server import SnapshotBackend, call_context_tool  # the mcp SDK: on first use
+
     backend = SnapshotBackend(request.get("state") or {}, services().archive)
     return await call_context_tool(agent_id, backend, tool, request.get("arguments") or {})
 
@@ -175,10 +180,10 @@ async def tool_request(request: dict[str, Any]) -> dict[str, Any]:
     configs = realm.configs.current()
     if tool_request.op == "list_tools":
         agent = configs.agents.get(tool_request.agent_id)
-        servers = [configs.mcp_servers[g.server] for g in (agent.tools if agent else []) if g.server in configs.mcp_servers]
-        own = max((s.timeouts.startup_seconds for s in servers), default=0.0)
+        found = (configs.mcp_servers.get(ns.resolve(agent.namespace, g.server)) for g in (agent.tools if agent else []))
+        own = max((s.timeouts.startup_seconds for s in found if s is not None), default=0.0)
     else:
-        server = configs.mcp_servers.get(tool_request.server or "")
+        server = configs.mcp_servers.get(ns.resolve(ns.namespace_of(tool_request.agent_id), tool_request.server or ""))
         own = server.timeouts.call_seconds if server else 0.0
     envelope = tool_request.envelope(traceparent=request.get("traceparent"))
     await realm.adapters.sender.send(MCP_REQUESTS, [OutboundMessage.from_envelope(envelope)])
@@ -237,12 +242,20 @@ def _message(data: dict[str, Any]) -> ChatMessage:
 
 async def declared_config(request: dict[str, Any]) -> dict[str, Any] | None:
     """The agent's config and version as declared now (``None`` when it is not declared)."""
-    configs = await services().current_configs()
+    realm = services()
+    configs = await realm.current_configs()
     agent = configs.agents.get(request["agent_id"])
     if agent is None:
         return None
+    namespace = configs.namespaces.get(ns.namespace_of(request["agent_id"]))
+    if namespace is not None and namespace.quotas.agents is not None:  # the sync may not have admitted it yet
+        from realm_of_agents.registration import registered
+
+        rows = await registered(realm.adapters.tables)
+        if request["agent_id"] in admit_agents(configs, (k for k, r in rows.items() if r.get("status") == "active")).refused:
+            return None
     return {"config": agent.model_dump(mode="json", by_alias=True, exclude_none=True),
-            "version": configs.source("agent", agent.id).version}
+            "version": configs.source("agent", request["agent_id"]).version}
 
 
 async def send_event(request: dict[str, Any]) -> None:
@@ -277,10 +290,17 @@ async def summarize(request: dict[str, Any]) -> str | None:
 
 
 async def policy(request: dict[str, Any]) -> dict[str, Any]:
-    """The agent's effective policy now (the turn fetches it once, and again after each quiet-hours wait)."""
+    """The agent's effective policy now (the turn fetches it once, and again after each quiet-hours wait).
+    With ``begin`` (the turn's first read) the turn is also counted against its namespace's
+    turns-per-minute quota: ``quota_refused`` holds the (audited) refusal when it is over."""
     realm = services()
     await realm.current_configs()
-    return realm.policy.effective(request["agent_id"]).to_dict()
+    effective = realm.policy.effective(request["agent_id"]).to_dict()
+    if request.get("begin"):
+        refusal = await realm.policy.admit_turn(request["agent_id"], turn_id=request.get("turn_id"))
+        if refusal is not None:
+            effective["quota_refused"] = refusal.to_dict()
+    return effective
 
 
 async def policy_record(request: dict[str, Any]) -> None:

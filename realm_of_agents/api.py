@@ -17,7 +17,7 @@ import azure.functions as func
 from pydantic import ValidationError
 
 from kernel.adapters import redact as redact_text
-from kernel.governance.access import acting
+from kernel.governance.access import acting, sees
 from kernel.governance.redaction import redact
 from kernel.messages import Envelope, describe_invalid
 from kernel.ports import NotFound, OutboundMessage
@@ -26,7 +26,6 @@ from kernel.topology import AGENT_EVENTS
 from realm_of_agents import commands, registration
 from realm_of_agents.approvals import ApprovalConflict
 from realm_of_agents.approvals import event_name as approval_event_name
-from realm_of_agents.context_server import hot_memory_matches
 from realm_of_agents.entity import ENTITY_NAME
 from realm_of_agents.ids import command_instance_id, turn_instance_id
 from realm_of_agents.memory import size_of
@@ -46,6 +45,14 @@ def error(message: str, status: int) -> func.HttpResponse:
 
 def _unknown(agent_id: str) -> func.HttpResponse:
     return error(f"no agent '{agent_id}' is declared in config", 404)
+
+
+async def _hidden(agent_id: str) -> func.HttpResponse | None:
+    """404, as for an agent that does not exist, when the agent is in a namespace the caller may not
+    see (``kernel.governance.access.sees``): a 403 would tell them it exists."""
+    if sees(agent_id, (await services().current_configs()).namespaces):
+        return None
+    return _unknown(agent_id)
 
 
 async def _state(client: df.DurableOrchestrationClient, agent_id: str) -> dict[str, Any] | None:
@@ -76,7 +83,7 @@ async def list_agents(req: func.HttpRequest, client: df.DurableOrchestrationClie
     realm = services()
     configs = await realm.current_configs()
     registry = await registration.registered(realm.adapters.tables)
-    ids = sorted(set(configs.agents) | set(registry))
+    ids = sorted(a for a in set(configs.agents) | set(registry) if sees(a, configs.namespaces))
     limit = asyncio.Semaphore(LIST_READ_CONCURRENCY)
 
     async def one(agent_id: str) -> dict[str, Any]:
@@ -95,6 +102,8 @@ async def list_agents(req: func.HttpRequest, client: df.DurableOrchestrationClie
 
 async def get_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     agent_id = req.route_params["agent_id"]
+    if (hidden := await _hidden(agent_id)) is not None:
+        return hidden
     state = await _state(client, agent_id)
     if state is None and services().agent(agent_id) is None:
         return _unknown(agent_id)
@@ -103,6 +112,8 @@ async def get_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient
 
 async def send_event(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     agent_id = req.route_params["agent_id"]
+    if (hidden := await _hidden(agent_id)) is not None:
+        return hidden
     realm = services()
     if (await realm.current_configs()).agents.get(agent_id) is None:
         return _unknown(agent_id)
@@ -132,6 +143,8 @@ async def send_event(req: func.HttpRequest, client: df.DurableOrchestrationClien
 async def command(req: func.HttpRequest, client: df.DurableOrchestrationClient, operation: str,
                   payload: dict[str, Any] | None = None) -> func.HttpResponse:
     agent_id = req.route_params["agent_id"]
+    if (hidden := await _hidden(agent_id)) is not None:
+        return hidden
     if services().agent(agent_id) is None and await _state(client, agent_id) is None:
         return _unknown(agent_id)
     instance = command_instance_id(agent_id, operation, uuid.uuid4().hex)
@@ -172,6 +185,8 @@ async def update_goal(req: func.HttpRequest, client: df.DurableOrchestrationClie
 
 async def search_memory(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     agent_id = req.route_params["agent_id"]
+    if (hidden := await _hidden(agent_id)) is not None:
+        return hidden
     query = (req.params.get("q") or "").strip()
     if not query:
         return error("give the words to search for: ?q=...", 400)
@@ -186,12 +201,16 @@ async def search_memory(req: func.HttpRequest, client: df.DurableOrchestrationCl
         archived = await services().archive.search(agent_id, query, limit=limit)
     except ValueError as bad:
         return error(str(bad), 400)
+    from realm_of_agents.context_server import hot_memory_matches  # imports the mcp SDK: on first use
+
     hot = hot_memory_matches(state, query, limit) if state else []
     return respond({"agent_id": agent_id, "query": query, "results": archived, "hot_memory": hot})
 
 
 async def recent_turns(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     agent_id = req.route_params["agent_id"]
+    if (hidden := await _hidden(agent_id)) is not None:
+        return hidden
     try:
         limit = max(1, min(200, int(req.params.get("limit", "20"))))
     except ValueError:
@@ -201,6 +220,8 @@ async def recent_turns(req: func.HttpRequest, client: df.DurableOrchestrationCli
 
 async def get_turn(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     agent_id, turn_id = req.route_params["agent_id"], req.route_params["turn_id"]
+    if (hidden := await _hidden(agent_id)) is not None:
+        return hidden
     try:
         return respond(await services().archive.get(agent_id, turn_id))
     except ValueError as bad:

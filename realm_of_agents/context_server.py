@@ -46,7 +46,8 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.tools import Tool
 from pydantic import Field
 
-from kernel.config.models import ID_PATTERN, ID_RULE
+from kernel.config.models import REFERENCE_PATTERN as ID_PATTERN
+from kernel.config.models import REFERENCE_RULE as ID_RULE
 from kernel.ports import NotFound
 from realm_of_agents.archive import TurnArchive
 from realm_of_agents.memory import SUMMARY_LINE_CHARS

@@ -9,7 +9,13 @@ registry (table ``agents``: the config version and schedules each agent was last
 * starts, replaces or stops their schedule orchestrations;
 * retires agents whose config is gone (their state is kept) — unless their file is only broken,
   in which case the agent keeps running its last good config and the problem is reported;
-* audits every config document added, changed or removed (``kernel.governance.config_audit``).
+* audits every config document added, changed or removed (``kernel.governance.config_audit``);
+* refuses agents beyond their namespace's ``quotas.agents`` (``kernel.governance.quota``): they
+  are not registered (one that ran is retired), the registry row says ``refused`` with the
+  reason, and ``quota.refused`` goes on the agent's audit chain once per config version.
+
+Agents are keyed by address (``kernel.namespaces``): the id in the default namespace,
+``<namespace>.<id>`` elsewhere.
 
 Every step is idempotent (command instance ids derive from the config version), so two syncs at
 once, or a sync interrupted half way, leave the same result.
@@ -30,13 +36,17 @@ from kernel.adapters import redact as redact_text
 from kernel.config.models import AgentConfig
 from kernel.governance import config_audit
 from kernel.governance.audit import AuditLog
-from kernel.ports import TableStore
+from kernel.governance.quota import QUOTA_REFUSED, admit_agents
+from kernel.namespaces import namespace_of
+from kernel.ports import AlreadyExists, TableStore
 from realm_of_agents import commands, ids, schedules
 from realm_of_agents.instances import FINISHED, runtime_status, start_once
 
 log = logging.getLogger("aos.realm.registration")
 TABLE = "agents"
 PARTITION = "agent"
+#: Create-only markers, one per refused agent and config version (``kernel.governance.quota``).
+REFUSALS = "quota-refusal"
 
 
 @dataclass
@@ -48,6 +58,7 @@ class SyncReport:
     schedules_started: list[str] = field(default_factory=list)
     schedules_stopped: list[str] = field(default_factory=list)
     config_changes: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -71,29 +82,38 @@ async def sync(client: df.DurableOrchestrationClient, configs: ConfigSet, tables
                   redact_text(str(error))[:200])
     registry = await registered(tables)
     broken_files = {problem.file for problem in configs.errors}
-    for agent in sorted(configs.agents.values(), key=lambda a: a.id):
-        source = configs.source("agent", agent.id)
+    admission = admit_agents(configs, (key for key, row in registry.items() if row.get("status") == "active"))
+    for address, agent in sorted(configs.agents.items()):
+        source = configs.source("agent", address)
         if source.file in broken_files:  # the config store kept the last good version of a broken file
-            log.warning("agent '%s': its config file %s has errors; it keeps its last good config", agent.id, source.file)
-            report.kept_broken.append(agent.id)
+            log.warning("agent '%s': its config file %s has errors; it keeps its last good config", address, source.file)
+            report.kept_broken.append(address)
             continue
-        row = registry.get(agent.id)
+        row = registry.get(address)
+        if address in admission.refused:
+            await _refuse(client, address, admission.refused[address], source.version, source.file, row, tables,
+                          now, actor, report)
+            continue
         wanted = {s.name: schedules.schedule_instance(schedules.schedule_input(agent, s))
                   for s in agent.schedules} if agent.enabled else {}
         running = json.loads(row.get("schedules") or "{}") if row else {}
-        if row is None or row.get("version") != source.version or row.get("status") == "retired":
-            await _command(client, agent.id, "configure", {
+        if row is None or row.get("version") != source.version or row.get("status") in ("retired", "refused"):
+            await _command(client, address, "configure", {
                 "config": agent.model_dump(mode="json", by_alias=True, exclude_none=True),
                 "version": source.version, "at": now.isoformat()}, nonce=source.version)
-            report.configured.append(agent.id)
+            report.configured.append(address)
         else:
-            report.unchanged.append(agent.id)
+            report.unchanged.append(address)
         await _sync_schedules(client, agent, wanted, running, report)
         await tables.upsert(TABLE, {
-            "PartitionKey": PARTITION, "RowKey": agent.id, "version": source.version, "status": "active",
+            "PartitionKey": PARTITION, "RowKey": address, "version": source.version, "status": "active",
             "source": source.file, "schedules": json.dumps(wanted, sort_keys=True), "updated": now})
     for agent_id, row in sorted(registry.items()):
         if agent_id in configs.agents or row.get("status") == "retired":
+            continue
+        if row.get("status") == "refused":  # never ran: nothing to retire
+            await tables.upsert(TABLE, {**{k: v for k, v in row.items() if k != "etag"}, "status": "retired",
+                                        "updated": now})
             continue
         if row.get("source") in broken_files:
             log.warning("agent '%s': its config file %s has errors; it keeps its last good config", agent_id, row["source"])
@@ -107,6 +127,39 @@ async def sync(client: df.DurableOrchestrationClient, configs: ConfigSet, tables
                                     "schedules": "{}", "updated": now})
         report.retired.append(agent_id)
     return report
+
+
+async def _refuse(client: df.DurableOrchestrationClient, address: str, reason: str, version: str, file: str,
+                  row: dict[str, Any] | None, tables: TableStore, now: datetime, actor: str,
+                  report: SyncReport) -> None:
+    """An agent over its namespace's agent quota: not registered (retired if it ran), audited once per version."""
+    report.refused[address] = reason
+    if row is not None and row.get("status") == "refused" and row.get("version") == version:
+        return  # refused before, for this config: said and audited already
+    log.warning("config sync: %s", reason)
+    if row is not None and row.get("status") == "active":
+        await _command(client, address, "retire", {"reason": reason}, nonce=f"quota:{version}")
+        for instance in json.loads(row.get("schedules") or "{}").values():
+            await _stop(client, instance, "the agent is over its namespace's agent quota")
+            report.schedules_stopped.append(instance)
+    try:  # the create-only marker makes overlapping syncs audit one refusal once
+        await tables.insert(TABLE, {"PartitionKey": REFUSALS, "RowKey": f"{address}|{version}", "at": now})
+    except AlreadyExists:
+        pass
+    else:
+        await _audit_refusal(tables, address, reason, version, actor)
+    await tables.upsert(TABLE, {"PartitionKey": PARTITION, "RowKey": address, "version": version,
+                                "status": "refused", "reason": reason, "source": file, "schedules": "{}",
+                                "updated": now})
+
+
+async def _audit_refusal(tables: TableStore, address: str, reason: str, version: str, actor: str) -> None:
+    try:
+        await AuditLog(tables).append(address, QUOTA_REFUSED, actor=f"namespace:{namespace_of(address)}",
+                                      subject="quota.agents", data={"rule": "quota.agents", "reason": reason,
+                                                                    "version": version, "by": actor})
+    except Exception as error:  # noqa: BLE001 - the registry row still says why; the next version audits again
+        log.error("config sync: %s for %s not audited (%s)", QUOTA_REFUSED, address, type(error).__name__)
 
 
 async def _sync_schedules(client: df.DurableOrchestrationClient, agent: AgentConfig, wanted: dict[str, str],

@@ -5,6 +5,11 @@ never wakes itself through a subscription (its own broadcast would loop), and an
 to an agent that does not exist is reported as such, so the caller records it instead of
 dropping it. A disabled agent receives events addressed to it (it is paused, and its inbox keeps
 them) but no broadcasts, as its subscription rules are not deployed either.
+
+Namespaces: ``to`` is an agent's address (``kernel.namespaces``); a broadcast reaches the
+subscribers of its own namespace (``event_namespace``: the sending agent's, else the envelope's
+``namespace``, else ``default``) and those of other namespaces only where the event's namespace
+has a route to them.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from kernel.config.models import DEFAULT_EVENTS_TOPIC, AgentConfig
+from kernel import namespaces as ns
+from kernel.config.models import DEFAULT_EVENTS_TOPIC, AgentConfig, NamespaceConfig
 from kernel.messages import Envelope
 
 
@@ -23,15 +29,19 @@ class Routing:
     unknown_agent: str | None = None
 
 
-def route(envelope: Envelope, agents: Mapping[str, AgentConfig], topic: str = DEFAULT_EVENTS_TOPIC) -> Routing:
+def route(envelope: Envelope, agents: Mapping[str, AgentConfig], topic: str = DEFAULT_EVENTS_TOPIC,
+          namespaces: Mapping[str, NamespaceConfig] | None = None) -> Routing:
+    """``agents`` by address; ``namespaces`` (the namespace documents) for routes between namespaces."""
     if envelope.to:
         if envelope.to in agents:
             return Routing([envelope.to])
         return Routing([], unknown_agent=envelope.to)
+    origin = ns.event_namespace(envelope, agents)
     matched = [
-        agent.id
-        for agent in sorted(agents.values(), key=lambda a: a.id)
-        if agent.enabled and agent.id != envelope.source and subscribed(agent, envelope.type, topic)
+        address
+        for address, agent in sorted(agents.items())
+        if agent.enabled and address != envelope.source and subscribed(agent, envelope.type, topic)
+        and ns.routed(namespaces or {}, origin, agent.namespace, "agents", agent.id)
     ]
     return Routing(matched)
 

@@ -19,6 +19,7 @@ import azure.durable_functions as df
 
 from kernel import ncrontab
 from kernel.config.models import AgentConfig, Schedule
+from kernel.namespaces import address_of
 from realm_of_agents import ids
 from realm_of_agents.turn import STORE_RETRY
 
@@ -29,7 +30,7 @@ SEND_EVENT = "agent_send_event"
 def schedule_input(agent: AgentConfig, schedule: Schedule) -> dict[str, Any]:
     definition = schedule.model_dump(mode="json")
     fingerprint = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:8]
-    return {"agent_id": agent.id, "fingerprint": fingerprint, **definition}
+    return {"agent_id": address_of(agent), "fingerprint": fingerprint, **definition}
 
 
 def schedule_instance(request: dict[str, Any]) -> str:

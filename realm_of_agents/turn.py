@@ -49,6 +49,7 @@ RECHECK_INTERVAL = timedelta(minutes=5)
 CONTEXT_SERVER = "context"
 REPLY_TYPE = "agent.reply"
 DECLINE_TYPE = "agent.declined"
+FAILED_TYPE = "agent.failed"
 MODEL_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2000, max_number_of_attempts=2)
 STORE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=5)
 #: A turn deferred by quiet hours reads its policy again this often (a changed policy applies).
@@ -179,7 +180,7 @@ class _Turn:
         if not self.config:
             self.fail("the agent has no config yet (it was never registered)")
             return
-        if not (yield from self._read_policy()) or not (yield from self._quiet_hours()):
+        if not (yield from self._read_policy(begin=True)) or not (yield from self._quiet_hours()):
             return
         self.alignment = yield self.context.call_activity(ASSESS, {
             "agent_id": self.agent_id, "turn_id": self.turn_id, "config": self.config, "event": self.event})
@@ -197,14 +198,20 @@ class _Turn:
         self._stamp()
 
     # policy -------------------------------------------------------------------------------------
-    def _read_policy(self) -> Generator[Any, Any, bool]:
-        """The agent's effective policy, read through an activity (so replay sees the same one)."""
+    def _read_policy(self, begin: bool = False) -> Generator[Any, Any, bool]:
+        """The agent's effective policy, read through an activity (so replay sees the same one); the
+        first read (``begin``) also counts the turn against its namespace's turns-per-minute quota."""
+        ask = {"agent_id": self.agent_id, "turn_id": self.turn_id, "begin": True} if begin else {"agent_id": self.agent_id}
         try:
-            found = yield self.context.call_activity_with_retry(POLICY, STORE_RETRY, {"agent_id": self.agent_id})
+            found = yield self.context.call_activity_with_retry(POLICY, STORE_RETRY, ask)
         except Exception as error:
             self.fail(f"the agent's policy could not be read: {_reason(error)}")
             return False
+        refused = found.pop("quota_refused", None)
         self.policy = EffectivePolicy.from_dict(found)
+        if refused is not None:  # audited by the activity
+            self._refuse(refused)
+            return False
         return True
 
     def _quiet_hours(self) -> Generator[Any, Any, bool]:
@@ -250,7 +257,8 @@ class _Turn:
         self.refusals.append(refusal)
         self.steps.append({"kind": "policy", **refusal})
         self.outcome = "refused"
-        self.error = f"refused by policy: {refusal['reason']}"
+        by = "quota" if str(refusal.get("rule", "")).startswith("quota.") else "policy"
+        self.error = f"refused by {by}: {refusal['reason']}"
         self.rationale = self.error
         self._stamp()
 
@@ -483,6 +491,11 @@ class _Turn:
                             "type": REPLY_TYPE if self.outcome == "replied" else DECLINE_TYPE,
                             "to": event["source"], "subject": event["type"],
                             "data": {"turn_id": self.turn_id, "text": self.reply, "outcome": self.outcome}})
+        elif self.outcome in ("failed", "refused") and event.get("reply_to"):
+            # a requester waiting for the reply (a workflow step) learns at once that none will come
+            outputs.append({**common, "id": ids.output_id(self.turn_id, "reply"), "type": FAILED_TYPE,
+                            "to": event["source"], "subject": event["type"],
+                            "data": {"turn_id": self.turn_id, "outcome": self.outcome, "error": self.error}})
         for n, sent in enumerate(self.sent_events):
             outputs.append({**common, "id": ids.output_id(self.turn_id, n), "type": sent["type"], "to": sent["to"],
                             "data": sent["data"]})

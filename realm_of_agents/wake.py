@@ -3,7 +3,8 @@
 For every message of a batch (in broker order):
 
 1. parse the envelope; a malformed one goes to the dead-letter store with the reason;
-2. route it (``routing.route``); an event for an unknown agent goes to the dead-letter store;
+2. route it (``routing.route``: ``to`` is an agent's address, broadcasts stay in their
+   namespace unless routed); an event for an unknown agent goes to the dead-letter store;
 3. for each recipient whose turn for the event (instance id derived from the event id) does not
    exist yet, enqueue the event in the agent entity (so the inbox keeps broker order), then start
    that turn; a redelivered message queues and starts nothing new.
@@ -26,7 +27,7 @@ import azure.durable_functions as df
 from opentelemetry.trace import Span, SpanKind
 from pydantic import ValidationError
 
-from kernel.config.models import AgentConfig
+from kernel.config.models import AgentConfig, NamespaceConfig
 from kernel.messages import Envelope, describe_invalid
 from kernel.telemetry.spans import WAKE, clean, fail, messaging, span, stamp
 from kernel.topology import AGENT_EVENTS
@@ -60,7 +61,8 @@ class WakeReport:
 
 async def wake(deliveries: list[Delivery], client: df.DurableOrchestrationClient, realm: RealmServices) -> WakeReport:
     report = WakeReport()
-    agents = (await realm.current_configs()).agents
+    configs = await realm.current_configs()
+    agents = configs.agents
     for delivery in deliveries:
         envelope: Envelope | None = None
         try:
@@ -77,16 +79,16 @@ async def wake(deliveries: list[Delivery], client: df.DurableOrchestrationClient
                 report.dead_lettered.append(await realm.deadletters.record(
                     kind="malformed", reason=reason, body=delivery.body, source=SOURCE, message_id=delivery.message_id))
                 continue
-            await _wake_agents(envelope, delivery, agents, client, realm, report, current)
+            await _wake_agents(envelope, delivery, agents, client, realm, report, current, configs.namespaces)
     return report
 
 
 async def _wake_agents(envelope: Envelope, delivery: Delivery, agents: Mapping[str, AgentConfig],
                        client: df.DurableOrchestrationClient, realm: RealmServices, report: WakeReport,
-                       current: Span) -> None:
+                       current: Span, namespaces: Mapping[str, NamespaceConfig]) -> None:
     current.set_attributes(clean({"aos.event.id": envelope.id, "aos.event.type": envelope.type,
                                   "aos.event.source": envelope.source, "aos.to": envelope.to}))
-    routing = route(envelope, agents)
+    routing = route(envelope, agents, namespaces=namespaces)
     if routing.unknown_agent is not None:
         reason = f"event '{envelope.id}' ({envelope.type}) is addressed to agent '{routing.unknown_agent}', which is not declared"
         fail(current, reason)

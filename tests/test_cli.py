@@ -19,7 +19,7 @@ def test_validate_passes_on_the_samples(monkeypatch) -> None:
     monkeypatch.chdir(REPO)
     result = CliRunner().invoke(main, ["validate", "agent_configs", "mcp_configs"])
     assert result.exit_code == 0, result.output
-    assert "4 agent(s), 3 adapter(s), 4 MCP server(s) valid; no problems" in result.output
+    assert "6 agent(s), 3 adapter(s), 4 MCP server(s) valid; no problems" in result.output
 
 
 def test_validate_reports_and_fails_on_a_broken_file(tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ def test_platform_commands_against_a_running_platform(tmp_path: Path) -> None:
 
         listing = _aos("agents", *common)
         assert listing.returncode == 0, listing.stderr
-        assert [line.split()[0] for line in listing.stdout.splitlines()[1:]] == ["ceo", "cfo", "cto", "operations"]
+        assert [line.split()[0] for line in listing.stdout.splitlines()[1:]] == ["acme.cfo", "ceo", "cfo", "coo", "cto", "operations"]
 
         sent = _aos("send-event", "cfo", "--type", "invoice.received", "--data",
                     '{"vendor": "Fabrikam", "amount_eur": 900}', "--wait", *common)

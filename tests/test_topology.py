@@ -26,7 +26,7 @@ def test_sample_topology_has_a_rule_per_subscribing_agent() -> None:
     rules = {rule["name"]: rule["sql"] for rule in realm["rules"]}
     assert rules["direct"] == "sys.To IS NOT NULL"
     assert rules["agent-cfo"] == "sys.Label LIKE 'finance.%' OR sys.Label LIKE 'invoice.%' OR sys.Label LIKE 'budget.%'"
-    assert set(rules) == {"direct", "agent-ceo", "agent-cfo", "agent-cto", "agent-operations"}
+    assert set(rules) == {"direct", "agent-acme.cfo", "agent-ceo", "agent-cfo", "agent-cto", "agent-operations"}
 
 
 def test_event_patterns_become_like_clauses_with_escapes() -> None:
@@ -88,7 +88,8 @@ def test_each_subscription_has_the_lock_its_consumer_needs_and_the_embedded_bus_
 
     document, _ = build_topology(load_configs([REPO / "agent_configs", REPO / "mcp_configs"]))
     locks = {(t["name"], s["name"]): s["lock_duration_seconds"] for t in document["topics"] for s in t["subscriptions"]}
-    assert locks == {("agent-events", REALM_SUBSCRIPTION): 60, ("agent-outputs", KERNEL_SUBSCRIPTION): 60,
+    assert locks == {("agent-events", REALM_SUBSCRIPTION): 60, ("agent-events", "workflows"): 60,
+                     ("agent-outputs", KERNEL_SUBSCRIPTION): 60,
                      ("mcp-requests", GATEWAY_SUBSCRIPTION): 300, ("mcp-responses", KERNEL_SUBSCRIPTION): 60}
 
     class NoTriggers:

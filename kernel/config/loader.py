@@ -4,6 +4,9 @@ One broken file never stops the others: each file is parsed and validated on its
 documents that passed are checked against each other (duplicate ids, dangling references). A
 document with an error is left out of the result and reported; everything else loads.
 Secret references are checked for shape only; nothing is resolved here.
+
+Documents are keyed by their *address* (``kernel.namespaces``): the id in the default namespace,
+``<namespace>.<id>`` in another, so ids are unique per kind and namespace.
 """
 
 from __future__ import annotations
@@ -26,18 +29,23 @@ from kernel.config.models import (
     AgentConfig,
     Document,
     InferenceEndpointConfig,
+    SHARED_KINDS,
     McpServerConfig,
+    NamespaceConfig,
     PolicyConfig,
     document_id,
 )
+from kernel import namespaces as ns
 from kernel.config.parsing import JsonPath, ParseError, Parsed, format_path, parse
 from kernel.config.problems import Problem
 from kernel.config.references import MalformedReference, find_references
+from kernel.workflows.models import WorkflowConfig
+from kernel.workflows.validation import workflow_problems
 
 CONFIG_SUFFIXES = {".json", ".yaml", ".yml"}
 
 #: A document without ``kind`` takes the kind of the folder it is in.
-FOLDER_KINDS = {"agent_configs": "agent", "mcp_configs": "mcp_server"}
+FOLDER_KINDS = {"agent_configs": "agent", "mcp_configs": "mcp_server", "workflow_configs": "workflow"}
 
 #: Where `${secret:…}` / `${env:…}` references are resolved at use; anywhere else they would
 #: reach a model or a log verbatim, so they are refused.
@@ -65,6 +73,8 @@ class ConfigSet:
     mcp_servers: dict[str, McpServerConfig] = field(default_factory=dict)
     endpoints: dict[str, InferenceEndpointConfig] = field(default_factory=dict)
     policies: dict[str, PolicyConfig] = field(default_factory=dict)
+    namespaces: dict[str, NamespaceConfig] = field(default_factory=dict)
+    workflows: dict[str, WorkflowConfig] = field(default_factory=dict)
     sources: dict[tuple[str, str], Source] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
@@ -79,7 +89,8 @@ class ConfigSet:
 
     def by_kind(self, kind: str) -> dict[str, Any]:
         return {"agent": self.agents, "adapter": self.adapters, "mcp_server": self.mcp_servers,
-                "inference_endpoint": self.endpoints, "policy": self.policies}[kind]
+                "inference_endpoint": self.endpoints, "policy": self.policies, "namespace": self.namespaces,
+                "workflow": self.workflows}[kind]
 
     def source(self, kind: str, doc_id: str) -> Source:
         return self.sources[(kind, doc_id)]
@@ -103,8 +114,10 @@ def load_configs(paths: Iterable[str | Path]) -> ConfigSet:
         if document is not None:
             loaded.append(document)
     _collect(loaded, result)
+    _check_namespaces(loaded, result)
     _check_references_between(loaded, result)
     _check_policies(loaded, result)
+    _check_workflows(loaded, result)
     return result
 
 
@@ -204,7 +217,7 @@ def _kind_of(parsed: Parsed, path: Path, problems: list[Problem]) -> str | None:
                 line=1,
                 message="cannot tell what this document is: add 'kind'",
                 expected=f"'kind' set to one of {', '.join(DOCUMENT_MODELS)}",
-                found="no 'kind' outside agent_configs/ and mcp_configs/",
+                found="no 'kind' outside agent_configs/, mcp_configs/ and workflow_configs/",
                 code="missing-kind",
             )
         )
@@ -280,26 +293,31 @@ def _at(parsed: Parsed, file: str, path: JsonPath, message: str, **extra: Any) -
 
 def config_version(document: Document) -> str:
     """A short content hash: the version an agent records when it adopts a config."""
+    # the default namespace is left out, so documents from before namespaces keep their versions
+    excluded = {"schema_"} | ({"namespace"} if getattr(document, "namespace", None) == ns.DEFAULT else set())
     canonical = json.dumps(
-        document.model_dump(mode="json", exclude={"schema_"}), sort_keys=True, separators=(",", ":")
+        document.model_dump(mode="json", exclude=excluded), sort_keys=True, separators=(",", ":")
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def _collect(loaded: list[_Loaded], result: ConfigSet) -> None:
-    """Add documents kind by kind, refusing duplicate ids (the first file wins)."""
+    """Add documents kind by kind under their addresses, refusing duplicate ids within a namespace
+    (the first file wins)."""
     for item in loaded:
-        doc_id = document_id(item.document)
+        doc_id = ns.address_of(item.document)
         key = (item.kind, doc_id)
         if key in result.sources:
             first = result.sources[key]
             id_field = "name" if item.kind == "adapter" else "id"
+            namespace = getattr(item.document, "namespace", ns.DEFAULT)
+            where = f" in namespace '{namespace}'" if namespace != ns.DEFAULT else ""
             result.problems.append(
                 _at(
                     item.parsed,
                     item.file,
                     (id_field,),
-                    f"duplicate {item.kind.replace('_', ' ')} {id_field} '{doc_id}': "
+                    f"duplicate {item.kind.replace('_', ' ')} {id_field} '{document_id(item.document)}'{where}: "
                     f"already defined in {first.file}:{first.line}",
                     code="duplicate-id",
                 )
@@ -310,19 +328,66 @@ def _collect(loaded: list[_Loaded], result: ConfigSet) -> None:
         result.by_kind(item.kind)[doc_id] = item.document
 
 
+def _check_namespaces(loaded: list[_Loaded], result: ConfigSet) -> None:
+    """Each document's namespace must be declared (``default`` always is), adapters and endpoints
+    are shared by all namespaces (so they stay in ``default``), and routes must lead somewhere."""
+    for item in loaded:
+        document = item.document
+        address = ns.address_of(document)
+        if result.by_kind(item.kind).get(address) is not document:
+            continue  # a duplicate, already reported
+        namespace = getattr(document, "namespace", ns.DEFAULT)
+        problem: Problem | None = None
+        if item.kind in SHARED_KINDS and namespace != ns.DEFAULT:
+            problem = _at(item.parsed, item.file, ("namespace",),
+                          f"{item.kind.replace('_', ' ')} documents are shared by every namespace: they stay in "
+                          f"'{ns.DEFAULT}' (leave 'namespace' out)", found=f"'{namespace}'",
+                          code="namespace-not-allowed")
+        elif namespace != ns.DEFAULT and namespace not in result.namespaces:
+            hint = difflib.get_close_matches(namespace, sorted(result.namespaces), n=1, cutoff=0.6)
+            problem = _at(item.parsed, item.file, ("namespace",),
+                          f"unknown namespace '{namespace}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                          + ": declare it with a 'kind: namespace' document",
+                          expected=f"'{ns.DEFAULT}' or one of: {', '.join(sorted(result.namespaces)) or 'none declared'}",
+                          found=f"'{namespace}'", code="unknown-namespace")
+        if problem is not None:
+            result.problems.append(problem)
+            del result.by_kind(item.kind)[address]
+            del result.sources[(item.kind, address)]
+            continue
+        if isinstance(document, NamespaceConfig):
+            for index, route in enumerate(document.routes):
+                if route.to != ns.DEFAULT and route.to not in result.namespaces:
+                    result.problems.append(_at(
+                        item.parsed, item.file, ("routes", index, "to"),
+                        f"route to unknown namespace '{route.to}': it allows nothing until that namespace is declared",
+                        severity="warning", code="dangling-reference"))
+    for namespace, quota in sorted((n.id, n.quotas.agents) for n in result.namespaces.values()):
+        declared = sorted(a for a in result.agents if ns.namespace_of(a) == namespace)
+        if quota is not None and len(declared) > quota:
+            item = next(i for i in loaded if isinstance(i.document, NamespaceConfig) and i.document.id == namespace)
+            result.problems.append(_at(
+                item.parsed, item.file, ("quotas", "agents"),
+                f"namespace '{namespace}' declares {len(declared)} agents but its quota is {quota}: the config sync "
+                "registers agents in the order they first appear and refuses the rest",
+                severity="warning", code="quota-agents"))
+
+
 def _check_references_between(loaded: list[_Loaded], result: ConfigSet) -> None:
-    """Agents may only name adapters, endpoints, servers and tools that exist; drop those that don't."""
+    """Agents may only name adapters, endpoints, servers and tools that exist (in their namespace, or
+    in another one a route grants); drop those that don't."""
     for item in loaded:
         if item.kind != "agent" or not isinstance(item.document, AgentConfig):
             continue
         agent = item.document
-        if result.agents.get(agent.id) is not agent:
-            continue  # a duplicate, already reported
+        address = ns.address_of(agent)
+        if result.agents.get(address) is not agent:
+            continue  # a duplicate or in an unknown namespace, already reported
         problems = list(_agent_reference_problems(agent, item, result))
         result.problems.extend(problems)
         if any(p.severity == "error" for p in problems):
-            del result.agents[agent.id]
-            del result.sources[("agent", agent.id)]
+            del result.agents[address]
+            del result.sources[("agent", address)]
 
 
 def _serving_problems(agent: AgentConfig, endpoint: InferenceEndpointConfig, adapter: AdapterConfig,
@@ -367,10 +432,23 @@ def _agent_reference_problems(agent: AgentConfig, item: _Loaded, result: ConfigS
 
     granted: dict[str, set[str] | None] = {}
     for index, grant in enumerate(agent.tools):
-        server = result.mcp_servers.get(grant.server)
+        target = ns.resolve(agent.namespace, grant.server)
+        server = result.mcp_servers.get(target)
         if server is None:
-            yield dangling(("tools", index, "server"), "MCP server", grant.server, result.mcp_servers)
+            in_namespace = [ns.split(a)[1] if ns.namespace_of(a) == agent.namespace else a
+                            for a in result.mcp_servers
+                            if ns.namespace_of(a) in (agent.namespace, ns.namespace_of(target))]
+            yield dangling(("tools", index, "server"), "MCP server", grant.server, in_namespace)
             continue
+        crossing = ns.namespace_of(target)
+        if crossing != agent.namespace:
+            names = [server.id] if grant.tools is None else [f"{server.id}.{tool}" for tool in grant.tools]
+            for name in names:
+                if not ns.routed(result.namespaces, agent.namespace, crossing, "tools", name):
+                    yield _at(item.parsed, item.file, ("tools", index, "server"),
+                              "cross-namespace reference: " + ns.route_refusal(agent.namespace, crossing, "tools", name),
+                              found=f"'{grant.server}'", code="cross-namespace")
+                    break
         granted[grant.server] = set(grant.tools) if grant.tools is not None else None
         if not server.enabled:
             yield _at(
@@ -411,7 +489,7 @@ def _agent_reference_problems(agent: AgentConfig, item: _Loaded, result: ConfigS
             )
             continue
         allowed = granted[rule.server]
-        excluded = result.mcp_servers[rule.server].tools.exclude
+        excluded = result.mcp_servers[ns.resolve(agent.namespace, rule.server)].tools.exclude
         for tool_index, tool in enumerate(rule.tools or []):
             path = ("approvals", index, "tools", tool_index)
             if tool in excluded:
@@ -430,11 +508,11 @@ def _check_policies(loaded: list[_Loaded], result: ConfigSet) -> None:
     """Warnings only: a policy is governance over agents, not part of them, so nothing it says
     may un-declare an agent (an error would drop the agent's document). What a policy forbids is
     refused at the point of use, audited; ``aos validate`` says so in advance."""
-    agents = {item.document.id: item for item in loaded if item.kind == "agent"
-              and result.agents.get(getattr(item.document, "id", "")) is item.document}
+    agents = {ns.address_of(item.document): item for item in loaded if item.kind == "agent"
+              and result.agents.get(ns.address_of(item.document)) is item.document}
     for item in loaded:
         policy = item.document
-        if not isinstance(policy, PolicyConfig) or result.policies.get(policy.id) is not policy:
+        if not isinstance(policy, PolicyConfig) or result.policies.get(ns.address_of(policy)) is not policy:
             continue  # not a policy, or a duplicate (already reported)
         result.problems.extend(_policy_problems(policy, item, result))
         if not policy.enabled:
@@ -445,9 +523,12 @@ def _check_policies(loaded: list[_Loaded], result: ConfigSet) -> None:
 
 def _policy_problems(policy: PolicyConfig, item: _Loaded, result: ConfigSet) -> Iterable[Problem]:
     if policy.enabled and not any(policy.selects(agent_id) for agent_id in result.agents):
+        own = sorted(ns.split(a)[1] for a in result.agents if ns.namespace_of(a) == policy.namespace)
         yield _at(item.parsed, item.file, ("applies_to",),
-                  f"policy '{policy.id}' applies to no declared agent ({', '.join(policy.applies_to)})",
-                  expected=f"ids or patterns of: {', '.join(sorted(result.agents)) or 'no agents are declared'}",
+                  f"policy '{policy.id}' applies to no declared agent"
+                  + (f" of namespace '{policy.namespace}'" if policy.namespace != ns.DEFAULT else "")
+                  + f" ({', '.join(policy.applies_to)})",
+                  expected=f"ids or patterns of: {', '.join(own) or 'no agents are declared'}",
                   severity="warning", code="policy-selects-nothing")
     models = policy.models
     if models is None:
@@ -503,3 +584,20 @@ def _forbidden_model(policy: PolicyConfig, policy_item: _Loaded, agent_item: _Lo
                       f"{where} does not allow adapter '{adapter.name}' (version {adapter.version}): this agent's "
                       "model calls will be refused", expected=f"one of: {', '.join(models.adapters) or 'none'}",
                       severity="warning", code="policy-forbids-adapter")
+
+
+def _check_workflows(loaded: list[_Loaded], result: ConfigSet) -> None:
+    """Workflows may only address agents, tools and steps that exist (kernel.workflows.validation);
+    a workflow with an error is dropped, like an agent with a dangling reference."""
+    for item in loaded:
+        workflow = item.document
+        if not isinstance(workflow, WorkflowConfig):
+            continue
+        address = ns.address_of(workflow)
+        if result.workflows.get(address) is not workflow:
+            continue  # a duplicate or in an unknown namespace, already reported
+        problems = workflow_problems(workflow, item.parsed, item.file, result)
+        result.problems.extend(problems)
+        if any(p.severity == "error" for p in problems):
+            del result.workflows[address]
+            del result.sources[("workflow", address)]

@@ -12,7 +12,10 @@ Document kinds:
   ``kind: inference_endpoint``),
 * ``mcp_server`` (files in ``mcp_configs/``; ``kind`` may be omitted there),
 * ``policy`` (an operator's limits for the agents it selects; ``agent_configs/policies/`` with
-  ``kind: policy``).
+  ``kind: policy``),
+* ``namespace`` (a tenant namespace: quotas, cross-namespace routes, who may use it;
+  ``agent_configs/namespaces/`` with ``kind: namespace``). Every document has a ``namespace``
+  field (``default`` when omitted); see ``kernel.namespaces`` for addresses and references.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from kernel import ncrontab
+from kernel import namespaces, ncrontab
 
 # Ids end up in entity keys, Service Bus rule names and SQL filter literals: keep them plain.
 ID_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
@@ -43,6 +46,10 @@ CLOCK_PATTERN = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
 CLOCK_RULE = "a time of day 'HH:MM' on the 24-hour clock (00:00 to 23:59; '24:00' as an end means midnight)"
 ADAPTER_ENTRY_PATTERN = r"^[a-z][a-z0-9-]{0,62}(?:@[0-9A-Za-z][0-9A-Za-z._-]{0,63})?$"
 ADAPTER_ENTRY_RULE = "an adapter name, or 'name@version' for one version of it"
+REFERENCE_PATTERN = r"^(?:[a-z][a-z0-9-]{0,62}\.)?[a-z][a-z0-9-]{0,62}$"
+REFERENCE_RULE = "an id, or 'namespace.id' for one of another namespace (which needs a route)"
+TOOL_SELECTOR_PATTERN = r"^[a-z0-9*?][a-z0-9*?-]{0,62}(?:\.[A-Za-z0-9_.*?-]{1,128})?$"
+TOOL_SELECTOR_RULE = "an MCP server id or 'server.tool', with '*' and '?' wildcards, such as 'github' or 'github.search_*'"
 
 Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 ToolName = Annotated[str, StringConstraints(pattern=TOOL_PATTERN)]
@@ -52,6 +59,8 @@ Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
 AgentSelector = Annotated[str, StringConstraints(pattern=SELECTOR_PATTERN)]
 ClockTime = Annotated[str, StringConstraints(pattern=CLOCK_PATTERN)]
 AdapterEntry = Annotated[str, StringConstraints(pattern=ADAPTER_ENTRY_PATTERN)]
+Reference = Annotated[str, StringConstraints(pattern=REFERENCE_PATTERN)]
+ToolSelector = Annotated[str, StringConstraints(pattern=TOOL_SELECTOR_PATTERN)]
 NonEmptyText = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
 
 #: Human wording for pattern errors, keyed by the regex pydantic reports.
@@ -64,9 +73,12 @@ PATTERN_RULES = {
     SELECTOR_PATTERN: SELECTOR_RULE,
     CLOCK_PATTERN: CLOCK_RULE,
     ADAPTER_ENTRY_PATTERN: ADAPTER_ENTRY_RULE,
+    REFERENCE_PATTERN: REFERENCE_RULE,
+    TOOL_SELECTOR_PATTERN: TOOL_SELECTOR_RULE,
 }
 
 DEFAULT_EVENTS_TOPIC = "agent-events"
+DEFAULT_NAMESPACE = "default"
 
 
 class Strict(BaseModel):
@@ -82,6 +94,11 @@ class Document(Strict):
         default=None,
         alias="$schema",
         description="Path or URL of this document's JSON Schema, for editor completion.",
+    )
+    namespace: Identifier = Field(
+        default=DEFAULT_NAMESPACE,
+        description="The tenant namespace the document belongs to (a `namespace` document declares it); ids are "
+        "unique per kind and namespace, and references resolve within it.",
     )
 
 
@@ -138,7 +155,10 @@ class ModelSettings(Strict):
 class ToolGrant(Strict):
     """Tools an agent may use: a whole MCP server, or only the named tools of it."""
 
-    server: Identifier = Field(description="The MCP server id (an `mcp_server` document).")
+    server: Reference = Field(
+        description="The MCP server id (an `mcp_server` document of the agent's namespace), or 'namespace.id' for "
+        "one of another namespace that a route of the agent's namespace grants."
+    )
     tools: list[ToolName] | None = Field(
         default=None, description="Only these tools of the server; omit to grant the whole server."
     )
@@ -204,7 +224,7 @@ class MemoryBudget(Strict):
 class ApprovalRule(Strict):
     """Tool calls that wait for a human decision before they run."""
 
-    server: Identifier
+    server: Reference = Field(description="A granted MCP server, written as in `tools`.")
     tools: list[ToolName] | None = Field(
         default=None, description="These tools of the server; omit for every tool of it."
     )
@@ -747,8 +767,11 @@ class PolicyConfig(Document):
         return value
 
     def selects(self, agent_id: str) -> bool:
-        """Whether this policy applies to ``agent_id`` (a disabled policy applies to no agent)."""
-        return self.enabled and any(fnmatch.fnmatchcase(agent_id, pattern) for pattern in self.applies_to)
+        """Whether this policy applies to the agent at address ``agent_id``: one of the policy's own
+        namespace whose id a pattern matches (a disabled policy applies to no agent)."""
+        namespace, bare = namespaces.split(agent_id)
+        return self.enabled and namespace == self.namespace and any(
+            fnmatch.fnmatchcase(bare, pattern) for pattern in self.applies_to)
 
     @model_validator(mode="after")
     def _limits_something(self) -> "PolicyConfig":
@@ -759,7 +782,95 @@ class PolicyConfig(Document):
         return self
 
 
+# --------------------------------------------------------------------------- namespaces
+
+
+class NamespaceQuotas(Strict):
+    """What the namespace's agents may use together; each limit is optional."""
+
+    agents: int | None = Field(
+        default=None, ge=0, le=1_000_000,
+        description="Agents the namespace may run; the config sync refuses agents beyond it (those registered "
+        "first keep their place).",
+    )
+    turns_per_minute: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="Turns the namespace's agents may begin per UTC clock minute, together; a turn beyond it ends "
+        "as refused.",
+    )
+    tokens_per_day: int | None = Field(
+        default=None, ge=1,
+        description="Prompt plus completion tokens of the namespace's agents per UTC day, together; a model call "
+        "is refused once the day's count has reached it.",
+    )
+
+
+class NamespaceRoute(Strict):
+    """An explicit grant: this namespace's agents may reach these of namespace `to`."""
+
+    to: Identifier = Field(description="The namespace reached.")
+    agents: list[AgentSelector] = Field(
+        default_factory=list,
+        description="Its agents this namespace's agents may send events to (and whose subscriptions receive this "
+        "namespace's broadcast events); ids or patterns.",
+    )
+    tools: list[ToolSelector] = Field(
+        default_factory=list,
+        description="Its MCP servers and tools this namespace's agents may be granted: 'server' or 'server.*' for a "
+        "whole server, 'server.tool' for one tool; patterns allowed.",
+    )
+    workflows: list[AgentSelector] = Field(
+        default_factory=list, description="Its workflows this namespace's agents may start; ids or patterns."
+    )
+
+    @model_validator(mode="after")
+    def _grants_something(self) -> "NamespaceRoute":
+        if not (self.agents or self.tools or self.workflows):
+            raise ValueError(f"the route to '{self.to}' grants nothing: list agents, tools or workflows")
+        return self
+
+
+class NamespaceAccess(Strict):
+    """Who may use the namespace over the HTTP API with Entra ID tokens (function keys reach every namespace)."""
+
+    roles: list[NonEmptyText] = Field(
+        default_factory=list,
+        description="App role values (the token's 'roles' claim) that give access, e.g. 'AOS.Namespace.Acme'.",
+    )
+    groups: list[NonEmptyText] = Field(
+        default_factory=list, description="Entra ID group object ids (the token's 'groups' claim) that give access."
+    )
+
+
+class NamespaceConfig(Document):
+    """A tenant namespace: its quotas, its routes into other namespaces, and who may use it.
+
+    The default namespace exists without a document; declaring one named `default` gives it
+    quotas and access rules too."""
+
+    kind: Literal["namespace"]
+    id: Identifier = Field(description="The namespace's name, which documents put in their `namespace` field.")
+    description: str | None = None
+    quotas: NamespaceQuotas = Field(default_factory=NamespaceQuotas)
+    routes: list[NamespaceRoute] = Field(default_factory=list)
+    access: NamespaceAccess = Field(default_factory=NamespaceAccess)
+
+    @model_validator(mode="after")
+    def _own_rules(self) -> "NamespaceConfig":
+        if self.namespace != DEFAULT_NAMESPACE:
+            raise ValueError("a namespace document belongs to the platform: leave 'namespace' out (it is "
+                             f"'{DEFAULT_NAMESPACE}')")
+        for route in self.routes:
+            if route.to == self.id:
+                raise ValueError(f"a route to '{self.id}' itself: a namespace always reaches its own documents")
+        _require_unique("routes", [route.to for route in self.routes])
+        return self
+
+
 # --------------------------------------------------------------------------- shared checks
+
+# The workflow kind lives in its own package and builds on the classes above (kernel/workflows/__init__.py).
+from kernel.workflows.models import WorkflowConfig  # noqa: E402
 
 DOCUMENT_MODELS: dict[str, type[Document]] = {
     "agent": AgentConfig,
@@ -767,7 +878,12 @@ DOCUMENT_MODELS: dict[str, type[Document]] = {
     "mcp_server": McpServerConfig,
     "inference_endpoint": InferenceEndpointConfig,
     "policy": PolicyConfig,
+    "namespace": NamespaceConfig,
+    "workflow": WorkflowConfig,
 }
+
+#: Kinds shared by every namespace: a document of these kinds stays in the default namespace.
+SHARED_KINDS = ("adapter", "inference_endpoint")
 
 
 def document_id(document: Document) -> str:

@@ -11,8 +11,16 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from kernel.config.models import AdapterConfig, AgentConfig, InferenceEndpointConfig, McpServerConfig, PolicyConfig
+from kernel.config.models import (
+    AdapterConfig,
+    AgentConfig,
+    InferenceEndpointConfig,
+    McpServerConfig,
+    NamespaceConfig,
+    PolicyConfig,
+)
 from kernel.messages import Envelope
+from kernel.workflows.models import WorkflowConfig
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -23,6 +31,8 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "mcp-server": McpServerConfig,
     "inference-endpoint": InferenceEndpointConfig,
     "policy": PolicyConfig,
+    "namespace": NamespaceConfig,
+    "workflow": WorkflowConfig,
     "envelope": Envelope,
 }
 

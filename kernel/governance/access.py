@@ -10,6 +10,12 @@ include what the route needs; otherwise 401 (no or bad token, with ``WWW-Authent
 Handlers declare their need with ``@requires("reader" | "operator" | "admin")`` under the
 route decorator; the wrapper keeps the handler's signature, so the Functions worker binds the
 same parameters.
+
+Namespaces (``kernel.namespaces``): handlers that list or act on agents, turns or audit chains
+ask :func:`sees` whether the caller may see an address. A key holder sees every namespace; a
+token's caller sees a namespace whose document lists ``access.roles`` or ``access.groups`` only
+when the token carries one of them (its ``roles`` or ``groups`` claim), and a namespace without
+access rules (the default one, unless declared with some) like before namespaces existed.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any, TypeVar
 
 import azure.functions as func
 
+from kernel import namespaces as ns
 from kernel import settings
 from kernel.governance.auth import ROLES, Forbidden, Principal, TokenSettings, TokenValidator, Unauthorized
 
@@ -105,6 +112,27 @@ def acting() -> str:
     if principal.via == "key":
         return "function-key"
     return f"user:{principal.name or principal.subject}"[:200]
+
+
+def allowed_namespaces(documents: Mapping[str, Any]) -> frozenset[str] | None:
+    """The namespaces the current caller may see (``None``: all of them — key holders, system work).
+    ``documents``: the namespace documents by name (``ConfigSet.namespaces``)."""
+    principal = _current.get()
+    if principal is None or principal.via == "key":
+        return None
+    roles = {role.lower() for role in principal.claim_roles}
+    allowed = set()
+    for name in {ns.DEFAULT} | set(documents):
+        access = getattr(documents.get(name), "access", None)
+        if access is None or not (access.roles or access.groups) \
+                or roles & {role.lower() for role in access.roles} or principal.groups & set(access.groups):
+            allowed.add(name)
+    return frozenset(allowed)
+
+
+def sees(address: str, documents: Mapping[str, Any]) -> bool:
+    """Whether the current caller may see the agent (or chain) at ``address``."""
+    return ns.visible(allowed_namespaces(documents), address)
 
 
 def _refuse(status: int, message: str, headers: dict[str, str]) -> func.HttpResponse:

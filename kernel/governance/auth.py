@@ -45,6 +45,9 @@ class Principal:
     name: str | None = None
     roles: frozenset[str] = field(default_factory=frozenset)
     via: str = "token"  # "token" or "key"
+    #: every value of the token's ``roles`` and ``groups`` claims, for namespace access (kernel.governance.access)
+    claim_roles: frozenset[str] = field(default_factory=frozenset, compare=False)
+    groups: frozenset[str] = field(default_factory=frozenset, compare=False)
 
     def has(self, role: str) -> bool:
         """Whether any of the caller's roles is ``role`` or above it."""
@@ -55,6 +58,10 @@ class Principal:
         if not self.has(role):
             held = ", ".join(sorted(self.roles)) or "none"
             raise Forbidden(f"this needs the '{role}' role; the caller has: {held}")
+
+
+def _strings(value: Any) -> frozenset[str]:
+    return frozenset(item for item in value if isinstance(item, str)) if isinstance(value, list) else frozenset()
 
 
 def role_names(values: Iterable[Any]) -> frozenset[str]:
@@ -107,7 +114,8 @@ class TokenValidator:
         claims = await asyncio.to_thread(self._decode, token.strip())
         return Principal(subject=str(claims.get("oid") or claims.get("sub") or "unknown"),
                          name=claims.get("preferred_username") or claims.get("name") or claims.get("appid"),
-                         roles=role_names(claims.get("roles") or []), via="token")
+                         roles=role_names(claims.get("roles") or []), via="token",
+                         claim_roles=_strings(claims.get("roles")), groups=_strings(claims.get("groups")))
 
     def _decode(self, token: str) -> dict[str, Any]:
         try:

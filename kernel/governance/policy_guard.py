@@ -5,7 +5,8 @@ It reads the current configs at every check (a changed policy applies to the nex
 day's token usage from the usage table, the tool-call counters through
 :class:`~kernel.governance.ratelimit.ToolCallLimiter`, and writes every refusal to the agent's
 audit chain (``policy.refused``, actor ``policy:<id>``) with the rule, the limit, the value seen
-and the turn — never tool arguments.
+and the turn — never tool arguments. The agent's namespace quotas (``kernel.governance.quota``)
+are checked at the same points: tokens before each model call, turns when a turn begins.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from kernel.governance.policy import (
     effective_policy,
     refused_result,
 )
+from kernel.governance.quota import QuotaGuard
 from kernel.governance.ratelimit import ToolCallLimiter, Window
 from kernel.inference.usage import UsageLedger
 from kernel.ports import TableStore
@@ -52,6 +54,7 @@ class PolicyGuard:
         self._usage = UsageLedger(tables)
         self._limiter = ToolCallLimiter(tables)
         self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self.quota = QuotaGuard(tables, configs, audit, clock=self._clock)
 
     def effective(self, agent_id: str) -> EffectivePolicy:
         """The agent's policy now, from the current configs."""
@@ -69,7 +72,7 @@ class PolicyGuard:
         call it is (``turn``, ``purpose``, ``summary``)."""
         policy = self.effective(agent_id)
         if policy.empty:
-            return None
+            return await self.quota.check_tokens(agent_id, turn_id=turn_id, call=call)
         refusal = check_model(policy, endpoint, adapter)
         if refusal is None and policy.tokens_per_day is not None:
             today = self._clock().astimezone(timezone.utc).date()
@@ -78,7 +81,12 @@ class PolicyGuard:
             refusal = Refusal(refusal.rule, refusal.policies, refusal.reason, refusal.limit, refusal.observed,
                               {**refusal.details, "call": call})
             await self.record(agent_id, refusal, turn_id=turn_id)
-        return refusal
+            return refusal
+        return await self.quota.check_tokens(agent_id, turn_id=turn_id, call=call)
+
+    async def admit_turn(self, agent_id: str, *, turn_id: str | None) -> Refusal | None:
+        """Count a beginning turn against the namespace's turns-per-minute quota, or refuse it (audited)."""
+        return await self.quota.admit_turn(agent_id, turn_id=turn_id)
 
     async def admit_tool_call(self, agent_id: str, *, server: str, tool: str, turn_id: str | None,
                               call_id: str | None) -> Refusal | None:

@@ -73,8 +73,11 @@ def window_start(name: str, now: datetime) -> datetime:
 class ToolCallLimiter:
     """Admits or refuses an agent's tool calls against per-window limits (see the module docstring)."""
 
-    def __init__(self, tables: TableStore, *, table: str = TABLE, max_attempts: int = 50) -> None:
+    def __init__(self, tables: TableStore, *, table: str = TABLE, max_attempts: int = 50,
+                 counter: str = "tools") -> None:
+        """``counter`` names what is counted in the rows' keys (``tools|minute``; namespace quotas count turns)."""
         self._tables = tables
+        self._counter = counter
         self.table = check_table_name(table)
         self._max_attempts = max_attempts
 
@@ -106,8 +109,8 @@ class ToolCallLimiter:
             start, count = _current(row, window.name, now)
             if count >= window.limit:
                 return Admission(False, window, count, start + timedelta(seconds=WINDOW_SECONDS[window.name]))
-            entity = {"PartitionKey": agent_id, "RowKey": _row_key(window.name), "window_start": start.isoformat(),
-                      "count": count + 1}
+            entity = {"PartitionKey": agent_id, "RowKey": self._row_key(window.name),
+                      "window_start": start.isoformat(), "count": count + 1}
             try:
                 if row is None:
                     await self._tables.insert(self.table, entity)
@@ -126,8 +129,8 @@ class ToolCallLimiter:
             row = await self._get(agent_id, window.name)
             if row is None or str(row.get("window_start")) < start or int(row.get("count") or 0) < 1:
                 return  # the window moved on: nothing to give back
-            entity = {"PartitionKey": agent_id, "RowKey": _row_key(window.name), "window_start": row["window_start"],
-                      "count": int(row["count"]) - 1}
+            entity = {"PartitionKey": agent_id, "RowKey": self._row_key(window.name),
+                      "window_start": row["window_start"], "count": int(row["count"]) - 1}
             try:
                 await self._tables.update(self.table, entity, etag=row["etag"])
                 return
@@ -137,13 +140,12 @@ class ToolCallLimiter:
 
     async def _get(self, agent_id: str, name: str) -> dict[str, Any] | None:
         try:
-            return await self._tables.get(self.table, agent_id, _row_key(name))
+            return await self._tables.get(self.table, agent_id, self._row_key(name))
         except NotFound:
             return None
 
-
-def _row_key(name: str) -> str:
-    return f"tools|{name}"
+    def _row_key(self, name: str) -> str:
+        return f"{self._counter}|{name}"
 
 
 def _current(row: dict[str, Any] | None, name: str, now: datetime) -> tuple[datetime, int]:

@@ -9,7 +9,7 @@ from typing import Any
 import azure.functions as func
 
 from kernel import runtime
-from kernel.config.models import ID_PATTERN
+from kernel.config.models import REFERENCE_PATTERN as ID_PATTERN
 from kernel.config.store import default_store
 from kernel.inference.usage import UsageLedger
 

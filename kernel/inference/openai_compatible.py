@@ -36,11 +36,8 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
-
-import openai
-from openai.types.chat import ChatCompletion
 
 from kernel.inference.port import (
     ChatMessage,
@@ -54,6 +51,9 @@ from kernel.inference.port import (
     Usage,
 )
 from kernel.inference.retry import NO_RETRY, RETRYABLE_STATUSES, RetryPolicy, retry_after_seconds
+
+if TYPE_CHECKING:  # the openai SDK costs ~0.25 s to import: loaded on the first call, not at app start
+    import openai
 
 NAME = "openai-compatible"
 # The openai client refuses to start without some key; with no key configured this placeholder
@@ -167,6 +167,8 @@ class OpenAICompatibleProvider:
 
     async def list_models(self) -> list[str]:
         """The model names the endpoint lists (``GET <base>/models``): base models and served adapters."""
+        import openai
+
         try:
             async with asyncio.timeout(self._timeout):
                 async with await self._client() as client:
@@ -189,6 +191,8 @@ class OpenAICompatibleProvider:
 
     async def _attempt(self, body: dict[str, Any], model: str) -> Any:
         """One HTTP attempt; every failure comes out as an :class:`InferenceError` (transient ones as subclasses)."""
+        import openai
+
         try:
             async with asyncio.timeout(self._timeout):
                 async with await self._client() as client:
@@ -216,6 +220,8 @@ class OpenAICompatibleProvider:
             raise InferenceError(f"inference endpoint {self._host} sent a response body that is not valid JSON") from None
 
     async def _client(self) -> openai.AsyncOpenAI:
+        import openai
+
         key = self._api_key
         if self._token_provider is not None:
             try:
@@ -235,6 +241,8 @@ class OpenAICompatibleProvider:
 
     def _auth_options(self) -> dict[str, Any]:
         """Per-request headers: no Authorization header without a bearer credential, Azure's api-key header if asked."""
+        import openai
+
         if self._token_provider is not None:
             return {}
         if self._api_key is None:
@@ -244,6 +252,8 @@ class OpenAICompatibleProvider:
         return {}
 
     def _completion(self, response: Any, model: str) -> Completion:
+        from openai.types.chat import ChatCompletion
+
         if not isinstance(response, ChatCompletion):
             raise InferenceError(
                 f"inference endpoint {self._host} sent a response that is not a chat completion "

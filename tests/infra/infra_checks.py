@@ -99,7 +99,7 @@ def current_topology() -> dict[str, Any]:
     from kernel.config.loader import load_configs
     from kernel.topology import build_topology
 
-    document, _ = build_topology(load_configs([REPO / "agent_configs", REPO / "mcp_configs"]))
+    document, _ = build_topology(load_configs([REPO / "agent_configs", REPO / "mcp_configs", REPO / "workflow_configs"]))
     return document
 
 

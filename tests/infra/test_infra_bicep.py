@@ -249,12 +249,14 @@ def test_each_app_has_its_own_task_hub_and_the_kernel_reaches_the_realms() -> No
     assert settings["AOS_REALM_TASK_HUB"] == {"operator": {"type": "property_accessor", "operands": {"operand_1": "taskHubs", "operand_2": "realm"}}}
     # The scheduler gets a hub per app.
     assert body(main["modules"]["durableTask"])["params"]["taskHubNames"]["loop_type"]["detail"]["array_name"] == "appRoles"
-    # host.json names the hub from AOS_TASK_HUB; the kernel's only durable client is bound to the realm's hub.
+    # host.json names the hub from AOS_TASK_HUB; the kernel's durable clients are bound to the realm's hub
+    # (tool answers for turns) or to its own (workflow runs).
     host = json.loads((REPO / "host.json").read_text())
     assert host["extensions"]["durableTask"]["hubName"] == "%AOS_TASK_HUB%"
-    clients = {name: b.get("taskHub") for name, bindings in app_bindings("kernel").items()
+    clients = {(name, b["name"]): b.get("taskHub") for name, bindings in app_bindings("kernel").items()
                for b in bindings if b["type"] == "durableClient"}
-    assert clients and set(clients.values()) == {"%AOS_REALM_TASK_HUB%"}, clients
+    assert clients[("deliver_tool_responses", "client")] == "%AOS_REALM_TASK_HUB%", clients
+    assert set(clients.values()) == {"%AOS_REALM_TASK_HUB%", None}, clients
     assert all(b.get("taskHub") is None for bindings in app_bindings("realm").values()
                for b in bindings if b["type"] == "durableClient"), "the realm's clients use its own hub"
     # Data-plane rights: each identity on its own hub, the kernel's also on the realm's.

@@ -36,7 +36,7 @@ from platform_support import (
 )
 from tests.inference.fake_openai import FakeOpenAI
 
-SAMPLE_AGENTS = {"ceo", "cfo", "cto", "operations"}
+SAMPLE_AGENTS = {"ceo", "cfo", "coo", "cto", "operations", "acme.cfo"}  # acme.cfo: agent_configs/acme/
 
 
 async def test_start_registers_every_sample_agent(tmp_path: Path) -> None:
