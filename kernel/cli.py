@@ -25,11 +25,20 @@ def _load(paths: tuple[str, ...]) -> ConfigSet:
     return load_configs(paths or DEFAULT_CONFIG_PATHS)
 
 
+#: Every kind a ConfigSet holds, as the summary line names it (attribute, singular, plural).
+SUMMARY_KINDS = (("namespaces", "namespace", "namespaces"),
+                 ("endpoints", "inference endpoint", "inference endpoints"), ("agents", "agent", "agents"),
+                 ("adapters", "adapter", "adapters"), ("mcp_servers", "MCP server", "MCP servers"),
+                 ("policies", "policy", "policies"), ("workflows", "workflow", "workflows"))
+
+
 def _summary(configs: ConfigSet) -> str:
-    counts = (
-        f"{len(configs.files)} file(s): {len(configs.endpoints)} inference endpoint(s), {len(configs.agents)} agent(s), "
-        f"{len(configs.adapters)} adapter(s), {len(configs.mcp_servers)} MCP server(s) valid"
-    )
+    def count(attribute: str, singular: str, plural: str) -> str:
+        number = len(getattr(configs, attribute))
+        return f"{number} {singular if number == 1 else plural}"
+
+    kinds = ", ".join(count(*kind) for kind in SUMMARY_KINDS)
+    counts = f"{len(configs.files)} file(s): {kinds} valid"
     errors = len(configs.errors)
     warnings = len(configs.problems) - errors
     if not configs.problems:
@@ -57,6 +66,8 @@ def validate(paths: tuple[str, ...], output_format: str) -> None:
             "mcp_servers": sorted(configs.mcp_servers),
             "endpoints": sorted(configs.endpoints),
             "workflows": sorted(configs.workflows),
+            "policies": sorted(configs.policies),
+            "namespaces": sorted(configs.namespaces),
             "problems": [problem.to_dict() for problem in configs.problems],
         }
         click.echo(json.dumps(report, indent=2))

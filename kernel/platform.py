@@ -5,7 +5,7 @@ around it does what the Functions host and Azure would: it sets the app settings
 storage and messaging under one state folder), declares the Service Bus topology generated from
 the configs, makes the engine's bus the process's message sender, registers the agents, and
 watches the config folders (standing in for the blob trigger), redeclaring the topology and
-syncing the agents when a file changes.
+syncing the agents and the workflows' schedules when a file changes.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from kernel import settings, telemetry
 from kernel.adapters import embedded_sender
@@ -47,7 +48,7 @@ class Platform:
         self._watcher: asyncio.Task[None] | None = None
         self.host: Any = None
 
-    async def __aenter__(self) -> "Platform":
+    async def __aenter__(self) -> Platform:
         from kernel.engine.host import EmbeddedHost
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -139,11 +140,19 @@ class Platform:
                                          realm.adapters.tables)
         return report.to_dict()
 
+    async def sync_workflows(self) -> list[str]:
+        """Start the schedules of scheduled workflows that have none running, as ``POST
+        /api/workflows/sync`` does; returns the schedule instances it started."""
+        from kernel.workflows import schedules
+
+        return await schedules.sync(self.host.client, self._store.current())
+
     async def wait_idle(self, timeout: float = 60.0) -> None:
         await self.host.wait_idle(timeout)
 
     async def _watch(self) -> None:
-        """Poll the config folders; on a change, redeclare the topology and sync the agents."""
+        """Poll the config folders; on a change, redeclare the topology and sync the agents and the
+        workflow schedules (so a dropped scheduled workflow starts now, not at the five-minute timer)."""
         while True:
             await asyncio.sleep(self.watch_interval)
             try:
@@ -153,7 +162,8 @@ class Platform:
                 self._fingerprint = fingerprint
                 self.redeclare_topology()
                 report = await self.sync()
-                log.info("configs changed: %s", report)
+                schedules = await self.sync_workflows()
+                log.info("configs changed: %s; workflow schedules started: %s", report, schedules or "none")
             except asyncio.CancelledError:
                 raise
             except Exception:  # a sync failure is logged and retried at the next change or tick

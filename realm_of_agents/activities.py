@@ -26,7 +26,8 @@ from realm_of_agents import purpose
 from realm_of_agents.decisions import audit_decision
 from realm_of_agents.instances import FINISHED, runtime_status
 from realm_of_agents.services import services
-from realm_of_agents.turn import CONTEXT_SERVER, GRANT_EVENT
+from realm_of_agents.tracing import run_traced
+from realm_of_agents.turn import ARCHIVE, ASSESS, CONTEXT_SERVER, GRANT_EVENT, PUBLISH
 
 log = logging.getLogger("aos.realm.turn")
 _context_tools: list[dict[str, Any]] = []
@@ -227,6 +228,30 @@ async def publish(request: dict[str, Any]) -> int:
     return len(messages)
 
 
+async def conclude(record: dict[str, Any]) -> dict[str, Any]:
+    """Archive the turn, then publish its outputs (``record["outputs"]``): the two steps that end
+    every turn, in one activity, each in its own span as when they run apart. It never raises for
+    them: it says what was done (``archived``, ``published``) and why a step failed, and the turn
+    retries that step on its own (``ARCHIVE``, ``PUBLISH``). Nothing is published before the archive
+    succeeded, as when the turn runs them one after the other."""
+    done: dict[str, Any] = {"archived": False, "published": None}
+    try:
+        await run_traced(ARCHIVE, archive, record)
+    except Exception as error:  # the turn retries the archive, then publishes
+        log.warning("turn %s: archive failed (%s); the turn retries it", record.get("turn_id"), type(error).__name__)
+        done["archive_error"] = f"{type(error).__name__}: {error}"
+        return done
+    done["archived"] = True
+    outputs = record.get("outputs") or []
+    if outputs:
+        try:
+            done["published"] = await run_traced(PUBLISH, publish, {"outputs": outputs})
+        except Exception as error:
+            log.warning("turn %s: publish failed (%s); the turn retries it", record.get("turn_id"), type(error).__name__)
+            done["publish_error"] = f"{type(error).__name__}: {error}"
+    return done
+
+
 async def report(request: dict[str, Any]) -> str:
     """Keep an event the agent could not take in the dead-letter store, with the reason."""
     event = request["event"]
@@ -292,14 +317,22 @@ async def summarize(request: dict[str, Any]) -> str | None:
 async def policy(request: dict[str, Any]) -> dict[str, Any]:
     """The agent's effective policy now (the turn fetches it once, and again after each quiet-hours wait).
     With ``begin`` (the turn's first read) the turn is also counted against its namespace's
-    turns-per-minute quota: ``quota_refused`` holds the (audited) refusal when it is over."""
+    turns-per-minute quota: ``quota_refused`` holds the (audited) refusal when it is over.
+
+    With ``assess`` (the ``ASSESS`` request, on the first read) it also runs the purpose check, in
+    its own span, and returns it as ``alignment``: one activity instead of two back to back. Not
+    when the quota refused the turn, nor when the policy has quiet hours (the turn may have to wait
+    them out first, and then assesses on its own)."""
     realm = services()
     await realm.current_configs()
-    effective = realm.policy.effective(request["agent_id"]).to_dict()
+    found = realm.policy.effective(request["agent_id"])
+    effective = found.to_dict()
     if request.get("begin"):
         refusal = await realm.policy.admit_turn(request["agent_id"], turn_id=request.get("turn_id"))
         if refusal is not None:
             effective["quota_refused"] = refusal.to_dict()
+    if request.get("assess") and "quota_refused" not in effective and not found.quiet_windows:
+        effective["alignment"] = await run_traced(ASSESS, assess, request["assess"])
     return effective
 
 

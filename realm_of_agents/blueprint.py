@@ -92,6 +92,12 @@ async def agent_publish(request: dict[str, Any]) -> int:
     return await activities.publish(request)
 
 
+@bp.activity_trigger(input_name="request", activity=turn.CONCLUDE)
+async def agent_conclude(request: dict[str, Any]) -> dict[str, Any]:
+    """Archive, then publish (each in its own span, as agent_archive and agent_publish trace them)."""
+    return await activities.conclude(request)
+
+
 @bp.activity_trigger(input_name="request", activity=turn.REPORT)
 async def agent_report(request: dict[str, Any]) -> str:
     return await activities.report(request)

@@ -139,32 +139,40 @@ TRACED: dict[str, _Traced] = {
 
 def traced_activity(activity: str) -> Callable[[Activity], Activity]:
     """Run the activity (input parameter ``request``) in its span, a child of its turn's span."""
-    how = TRACED[activity]
 
     def decorate(function: Activity) -> Activity:
         @functools.wraps(function)
         async def traced(*args: Any, **kwargs: Any) -> Any:
             request = kwargs["request"] if "request" in kwargs else args[0]
-            try:
-                traceparent, turn_id = how.turn(request)
-                attributes = how.attributes(request)
-            except (KeyError, IndexError, TypeError, AttributeError):  # not the shape this knows: run it untraced
-                return await function(*args, **kwargs)
-            with span(how.name, kind=how.kind, parent=turn_context(traceparent, turn_id), attributes=attributes) as current:
-                if how.prepare is not None:
-                    request = how.prepare(request)
-                    if "request" in kwargs:
-                        kwargs["request"] = request
-                    else:
-                        args = (request, *args[1:])
-                result = await function(*args, **kwargs)
-                if how.finish is not None:
-                    try:
-                        how.finish(current, request, result)
-                    except Exception:
-                        log.warning("telemetry: recording %s of turn %s failed", activity, turn_id, exc_info=True)
-                return result
+
+            async def call(prepared: Request) -> Any:
+                if "request" in kwargs:
+                    return await function(*args, **{**kwargs, "request": prepared})
+                return await function(prepared, *args[1:], **kwargs)
+
+            return await run_traced(activity, call, request)
 
         return traced  # type: ignore[return-value]
 
     return decorate
+
+
+async def run_traced(activity: str, function: Callable[[Request], Any], request: Request) -> Any:
+    """``await function(request)`` in ``activity``'s span, as ``traced_activity`` does; for an activity
+    that does the work of several (``agent_conclude`` archives and publishes) with the same spans."""
+    how = TRACED[activity]
+    try:
+        traceparent, turn_id = how.turn(request)
+        attributes = how.attributes(request)
+    except (KeyError, IndexError, TypeError, AttributeError):  # not the shape this knows: run it untraced
+        return await function(request)
+    with span(how.name, kind=how.kind, parent=turn_context(traceparent, turn_id), attributes=attributes) as current:
+        if how.prepare is not None:
+            request = how.prepare(request)
+        result = await function(request)
+        if how.finish is not None:
+            try:
+                how.finish(current, request, result)
+            except Exception:
+                log.warning("telemetry: recording %s of turn %s failed", activity, turn_id, exc_info=True)
+        return result

@@ -1,17 +1,17 @@
 """The turn orchestration: one per event an agent receives, instance id derived from the event.
 
-    begin (entity: the agent's lock and queue) -> wait for the turn if queued
-    read the agent's state (entity)
-    the agent's policy (activity)        -> quiet hours: wait on a timer until they end, or refuse
-    purpose alignment (activity)         -> declined events end here, with the reason
+    begin, and read the agent's state (entity: its lock and queue; one batch) -> wait if queued
+    the agent's policy + purpose alignment (one activity) -> quiet hours: wait on a timer until
+      they end (alignment then apart), or refuse; declined events end here, with the reason
     MCP tools offered to the agent       -> a list_tools request to the MCP gateway (if it has grants)
     model call (activity) -> tool calls, each checkpointed and idempotent by turn id and index:
       context tools: an activity here; MCP tools: a request to the gateway over Service Bus (an
       activity sends it), the answer an external event raised by the kernel, a timer the timeout;
       a tool that needs approval first waits for a human's answer or its deadline
       ... until the model answers or the step budget is spent
-    archive the full turn (activity)     -> storage, searchable through the context MCP server
-    publish outputs (activity)           -> the outputs topic: the reply, events to other agents
+    conclude (activity): archive the full turn (storage, searchable through the context MCP
+      server), then publish its outputs on the outputs topic (the reply, events to other agents);
+      a step that failed there is retried on its own activity (archive, publish)
     finish (entity)                      -> memory, goals, counters; hands over the next event
     grant (activity)                     -> tells the next queued turn to go
 
@@ -37,6 +37,7 @@ import azure.durable_functions as df
 
 from kernel.governance import policy as policies
 from kernel.governance.policy import EffectivePolicy, Refusal
+from kernel.inference.port import split_tool_name
 from kernel.toolbus import ToolRequest, error_result, list_call_id, tool_call_id
 from realm_of_agents import approvals, ids, prompt, purpose
 from realm_of_agents.entity import ENTITY_NAME
@@ -64,6 +65,8 @@ ASSESS, MODEL, TOOL, ARCHIVE, PUBLISH, GRANT, REPORT, CONFIG, SUMMARIZE = (
 TOOL_REQUEST, APPROVAL_REQUESTED, APPROVAL_DECIDED = (
     "agent_tool_request", "agent_approval_requested", "agent_approval_decided")
 POLICY, POLICY_RECORD = "agent_policy", "agent_policy_record"
+#: archive, then publish, in one activity (each retried on its own when it failed there)
+CONCLUDE = "agent_conclude"
 POLICY_REFUSED, POLICY_DEFERRED = "policy.refused", "policy.deferred"
 
 
@@ -75,7 +78,7 @@ def turn_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any,
     entity = df.EntityId(ENTITY_NAME, agent_id)
     ask = {"event_id": event["id"], "seq": request.get("seq")}
 
-    decision = yield context.call_entity(entity, "begin", ask)
+    decision, state = yield from _begin(context, entity, ask)
     while decision["decision"] == "queued":
         context.set_custom_status({"phase": "queued", "position": decision.get("position")})
         granted = context.wait_for_external_event(GRANT_EVENT)
@@ -83,17 +86,18 @@ def turn_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any,
         winner = yield context.task_any([granted, recheck])
         if winner == granted:
             recheck.cancel()
-        decision = yield context.call_entity(entity, "begin", ask)
+        decision, state = yield from _begin(context, entity, ask)
     if decision["decision"] == "duplicate":
         return {"turn_id": turn_id, "agent_id": agent_id, "outcome": "duplicate"}
     if decision["decision"] == "refused":
-        yield context.call_activity_with_retry(REPORT, STORE_RETRY, {
-            "kind": "refused", "reason": f"agent '{agent_id}' refused the event: {decision.get('reason')}",
-            "event": event})
+        reason = f"agent '{agent_id}' refused the event: {decision.get('reason')}"
+        yield context.call_activity_with_retry(REPORT, STORE_RETRY, {"kind": "refused", "reason": reason, "event": event})
+        if event.get("reply_to"):  # a requester waiting for the reply (a workflow step) learns at once
+            yield context.call_activity_with_retry(PUBLISH, STORE_RETRY, {"outputs": [
+                _failed_reply(agent_id, turn_id, event, context.current_utc_datetime.isoformat(), "refused", reason)]})
         return {"turn_id": turn_id, "agent_id": agent_id, "outcome": "refused", "reason": decision.get("reason")}
 
     context.set_custom_status({"phase": "working"})
-    state = yield context.call_entity(entity, "context", {"for": turn_id})
     if not state.get("config"):  # the event came before the config sync registered the agent
         declared = yield context.call_activity(CONFIG, {"agent_id": agent_id})
         if declared is not None:
@@ -107,22 +111,43 @@ def turn_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any,
 
     yield from turn.summarize_leaving_turn()
     record = turn.record()
-    try:
-        yield context.call_activity_with_retry(ARCHIVE, STORE_RETRY, record)
-    except Exception as error:
-        record["error"] = (record.get("error") or "") + f" archive failed: {_reason(error)}"
-    outputs = turn.outputs()
-    if outputs:
-        try:
-            yield context.call_activity_with_retry(PUBLISH, STORE_RETRY, {"outputs": outputs})
-        except Exception as error:
-            record["error"] = (record.get("error") or "") + f" publish failed: {_reason(error)}"
+    yield from conclude(context, record)
     finished = yield context.call_entity(entity, "finish", {
         "event_id": event["id"], "turn": turn.entity_summary(), "at": turn.finished})
     yield from hand_over(context, agent_id, finished.get("next"))
     context.set_custom_status({"phase": "done", "outcome": record["outcome"]})
     return {key: record[key] for key in ("turn_id", "agent_id", "outcome", "reply", "error")} | {
         "event_type": event["type"], "tool_calls": turn.tool_calls, "provider": turn.provider}
+
+
+def _begin(context: df.DurableOrchestrationContext, entity: df.EntityId,
+           ask: dict[str, Any]) -> Generator[Any, Any, tuple[dict[str, Any], dict[str, Any]]]:
+    """Ask the entity for the turn and read the agent's state, in one entity batch (``begin`` runs
+    first; ``context`` only reads). The state is used only when the decision is ``start``."""
+    decision, state = yield context.task_all([context.call_entity(entity, "begin", ask),
+                                             context.call_entity(entity, "context", {"for": context.instance_id})])
+    return decision, state
+
+
+def conclude(context: df.DurableOrchestrationContext, record: dict[str, Any]) -> Generator[Any, Any, None]:
+    """Archive the turn, then publish its outputs (``record["outputs"]``): one activity (``CONCLUDE``)
+    when both succeed at once. A step that failed there is retried on its own, as the turn always
+    did: the archive with ``STORE_RETRY``, then the publish, which goes out after the archive
+    succeeded or after its last attempt failed. Failures end up in ``record["error"]``."""
+    try:
+        done = yield context.call_activity(CONCLUDE, record)
+    except Exception:  # the activity itself failed: run both steps apart
+        done = {"archived": False, "published": None}
+    if not done.get("archived"):
+        try:
+            yield context.call_activity_with_retry(ARCHIVE, STORE_RETRY, record)
+        except Exception as error:
+            record["error"] = (record.get("error") or "") + f" archive failed: {_reason(error)}"
+    if record["outputs"] and done.get("published") is None:
+        try:
+            yield context.call_activity_with_retry(PUBLISH, STORE_RETRY, {"outputs": record["outputs"]})
+        except Exception as error:
+            record["error"] = (record.get("error") or "") + f" publish failed: {_reason(error)}"
 
 
 def hand_over(context: df.DurableOrchestrationContext, agent_id: str,
@@ -180,10 +205,11 @@ class _Turn:
         if not self.config:
             self.fail("the agent has no config yet (it was never registered)")
             return
-        if not (yield from self._read_policy(begin=True)) or not (yield from self._quiet_hours()):
+        assess = {"agent_id": self.agent_id, "turn_id": self.turn_id, "config": self.config, "event": self.event}
+        if not (yield from self._read_policy(begin=True, assess=assess)) or not (yield from self._quiet_hours()):
             return
-        self.alignment = yield self.context.call_activity(ASSESS, {
-            "agent_id": self.agent_id, "turn_id": self.turn_id, "config": self.config, "event": self.event})
+        if self.alignment is None:  # not assessed with the policy (it has quiet hours)
+            self.alignment = yield self.context.call_activity(ASSESS, assess)
         if self.alignment.get("refused"):  # the purpose check's model call was refused (and audited)
             self._refuse(self.alignment["refused"])
             return
@@ -198,15 +224,22 @@ class _Turn:
         self._stamp()
 
     # policy -------------------------------------------------------------------------------------
-    def _read_policy(self, begin: bool = False) -> Generator[Any, Any, bool]:
+    def _read_policy(self, begin: bool = False, assess: dict[str, Any] | None = None) -> Generator[Any, Any, bool]:
         """The agent's effective policy, read through an activity (so replay sees the same one); the
-        first read (``begin``) also counts the turn against its namespace's turns-per-minute quota."""
-        ask = {"agent_id": self.agent_id, "turn_id": self.turn_id, "begin": True} if begin else {"agent_id": self.agent_id}
+        first read (``begin``) also counts the turn against its namespace's turns-per-minute quota
+        and, given ``assess`` (the ASSESS request), runs the purpose check when the policy has no
+        quiet hours: the alignment, if any, is kept in ``self.alignment``."""
+        ask: dict[str, Any] = {"agent_id": self.agent_id}
+        if begin:
+            ask.update({"turn_id": self.turn_id, "begin": True})
+        if assess is not None:
+            ask["assess"] = assess
         try:
             found = yield self.context.call_activity_with_retry(POLICY, STORE_RETRY, ask)
         except Exception as error:
             self.fail(f"the agent's policy could not be read: {_reason(error)}")
             return False
+        self.alignment = found.pop("alignment", None)
         refused = found.pop("quota_refused", None)
         self.policy = EffectivePolicy.from_dict(found)
         if refused is not None:  # audited by the activity
@@ -267,6 +300,7 @@ class _Turn:
         model = self.config.get("model") or {}
         messages = prompt.initial_messages(self.state, self.event)
         tools = yield from self._list_tools()
+        self.offered = [(tool["server"], tool["name"]) for tool in tools["tools"]]
         max_steps, binding = policies.turn_limit(int(model.get("max_steps", 6)), self.policy.max_steps_per_turn)
         for step in range(max_steps):
             try:
@@ -321,7 +355,7 @@ class _Turn:
 
     def _call_tool(self, call: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
         index = self.tool_calls
-        server, _, tool = call["name"].partition("__")
+        server, tool = _tool_of(call["name"], getattr(self, "offered", []))
         step: dict[str, Any] = {"kind": "tool", "index": index, "server": server, "tool": tool,
                                 "arguments": call["arguments"], "call_id": call["id"]}
         limit, binding = policies.turn_limit(int((self.config.get("model") or {}).get("max_tool_calls", 16)),
@@ -493,9 +527,7 @@ class _Turn:
                             "data": {"turn_id": self.turn_id, "text": self.reply, "outcome": self.outcome}})
         elif self.outcome in ("failed", "refused") and event.get("reply_to"):
             # a requester waiting for the reply (a workflow step) learns at once that none will come
-            outputs.append({**common, "id": ids.output_id(self.turn_id, "reply"), "type": FAILED_TYPE,
-                            "to": event["source"], "subject": event["type"],
-                            "data": {"turn_id": self.turn_id, "outcome": self.outcome, "error": self.error}})
+            outputs.append(_failed_reply(self.agent_id, self.turn_id, event, self.finished, self.outcome, self.error))
         for n, sent in enumerate(self.sent_events):
             outputs.append({**common, "id": ids.output_id(self.turn_id, n), "type": sent["type"], "to": sent["to"],
                             "data": sent["data"]})
@@ -508,6 +540,25 @@ class _Turn:
             "facts": self.facts, "tool_calls": self.tool_calls, "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out, "goal_updates": self.goal_updates, "summary_lines": self.summary_lines,
         }
+
+
+def _failed_reply(agent_id: str, turn_id: str, event: dict[str, Any], time: str | None, outcome: str,
+                  error: str | None) -> dict[str, Any]:
+    """``agent.failed`` to the event's source: the turn failed or was refused, no reply will come."""
+    return {"source": agent_id, "time": time, "causation_id": event["id"],
+            "correlation_id": event.get("correlation_id") or event["id"],
+            **({"traceparent": event["traceparent"]} if event.get("traceparent") else {}),
+            "id": ids.output_id(turn_id, "reply"), "type": FAILED_TYPE, "to": event["source"], "subject": event["type"],
+            "data": {"turn_id": turn_id, "outcome": outcome, "error": error}}
+
+
+def _tool_of(name: str, offered: list[tuple[str, str]]) -> tuple[str, str]:
+    """The (server, tool) a model's call names (``kernel.inference.port.tool_name``); a name that
+    is neither gives (name, "") and the call comes back to the model as an error."""
+    try:
+        return split_tool_name(name, offered)
+    except ValueError:
+        return name, ""
 
 
 def _utc(moment: datetime) -> datetime:

@@ -17,9 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_validate_passes_on_the_samples(monkeypatch) -> None:
     monkeypatch.chdir(REPO)
-    result = CliRunner().invoke(main, ["validate", "agent_configs", "mcp_configs"])
+    result = CliRunner().invoke(main, ["validate", "agent_configs", "mcp_configs", "workflow_configs"])
     assert result.exit_code == 0, result.output
-    assert "6 agent(s), 3 adapter(s), 4 MCP server(s) valid; no problems" in result.output
+    assert ("1 namespace, 5 inference endpoints, 6 agents, 3 adapters, 4 MCP servers, 2 policies, "
+            "1 workflow valid; no problems") in result.output
 
 
 def test_validate_reports_and_fails_on_a_broken_file(tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ ROLE_FUNCTIONS = {
         "agent": ("entityTrigger", None),
         **{name: ("orchestrationTrigger", None) for name in ("agent_turn", "agent_command", "agent_schedule")},
         **{name: ("activityTrigger", None) for name in (
-            "agent_assess", "agent_model", "agent_tool", "agent_archive", "agent_publish", "agent_report",
+            "agent_assess", "agent_model", "agent_tool", "agent_archive", "agent_publish", "agent_conclude", "agent_report",
             "agent_config", "agent_send_event", "agent_grant", "agent_summarize", "agent_tool_request",
             "agent_approval_requested", "agent_approval_decided", "agent_policy", "agent_policy_record")},
         "agent_wake": ("serviceBusTrigger", None),

@@ -91,10 +91,12 @@ def _property(text: str) -> tuple[str, Any]:
 @click.option("--message-id", default=None)
 @click.option("--correlation-id", default=None)
 @click.option("--session-id", default=None)
+@click.option("--namespace", default=None, help="The tenant namespace of a broadcast event: set as the envelope's "
+              "'namespace' (the body must be a JSON object).")
 @click.option("--url", default="http://127.0.0.1:7071", show_default=True, help="Base URL of a running `aos host`.")
 @click.option("--key", envvar="AOS_MASTER_KEY", default=None, help="Master key (default: $AOS_MASTER_KEY).")
 def send(entity: str, body: str, properties: tuple[str, ...], subject: str | None, message_id: str | None,
-         correlation_id: str | None, session_id: str | None, url: str, key: str | None) -> None:
+         correlation_id: str | None, session_id: str | None, namespace: str | None, url: str, key: str | None) -> None:
     """Send a message to queue or topic ENTITY on a running `aos host`."""
     import aiohttp
 
@@ -102,6 +104,11 @@ def send(entity: str, body: str, properties: tuple[str, ...], subject: str | Non
         payload: Any = json.loads(body)
     except json.JSONDecodeError:
         payload = body
+    if namespace is not None:
+        if not isinstance(payload, dict):
+            raise click.BadParameter("--namespace sets the envelope's 'namespace': the body must be a JSON object",
+                                     param_hint="--namespace")
+        payload = {**payload, "namespace": namespace}
     envelope = {"body": payload, "properties": dict(_property(p) for p in properties), "subject": subject,
                 "message_id": message_id, "correlation_id": correlation_id, "session_id": session_id}
 

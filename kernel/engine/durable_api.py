@@ -1,17 +1,25 @@
-"""The loopback Durable HTTP API, so the SDK's own ``DurableOrchestrationClient`` works unchanged.
+"""The Durable HTTP API, so the SDK's own ``DurableOrchestrationClient`` works unchanged.
 
-Served under both ``/durabletask/`` (the ``rpcBaseUrl`` the client binding carries) and
-``/runtime/webhooks/durabletask/`` (the public webhook paths in ``create_check_status_response``
-links). Status codes follow the extension's ``HttpApiHandler``: 202 while running, 200 when done,
-404 unknown, 410 gone; starting an id that is still active is a 500 carrying the extension's
-"An Orchestration instance with the status ... already exists." message.
+Served over loopback HTTP under both ``/durabletask/`` (the ``rpcBaseUrl`` the client binding
+carries) and ``/runtime/webhooks/durabletask/`` (the public webhook paths in
+``create_check_status_response`` links). Status codes follow the extension's ``HttpApiHandler``:
+202 while running, 200 when done, 404 unknown, 410 gone; starting an id that is still active is a
+500 carrying the extension's "An Orchestration instance with the status ... already exists."
+message.
+
+The handlers take an ``ApiRequest`` and return an ``ApiResponse`` rather than aiohttp objects, so
+the same code answers the loopback HTTP routes and the in-process client transport
+(``client_transport.py``), which skips the socket for the app's own client calls.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Callable
-from urllib.parse import quote
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 
@@ -57,17 +65,46 @@ def management_urls(base_url: str, instance_id: str, task_hub: str = TASK_HUB) -
     }
 
 
-def _error(status: int, message: str, detail: str, exception_type: str) -> web.Response:
-    return web.json_response({"Message": message, "ExceptionMessage": detail, "ExceptionType": exception_type}, status=status)
+@dataclass(frozen=True)
+class ApiRequest:
+    """What a handler reads of a request: path parameters, query, body text, content type, URL."""
+
+    match: Mapping[str, str]
+    query: Mapping[str, str]
+    body: str
+    content_type: str
+    url: str
 
 
-async def body_json_text(request: web.Request) -> str | None:
+@dataclass(frozen=True)
+class ApiResponse:
+    """``payload`` is the JSON value of the body (``None``: empty body); ``text`` a body already in JSON."""
+
+    status: int
+    payload: Any = None
+    text: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def json_value(self) -> Any:
+        """The body as the client's ``response.json()`` would read it (``None`` for an empty body)."""
+        if self.text is not None:
+            return json.loads(self.text) if self.text.strip() else None
+        return self.payload
+
+
+Handler = Callable[[ApiRequest], ApiResponse]
+
+
+def _error(status: int, message: str, detail: str, exception_type: str) -> ApiResponse:
+    return ApiResponse(status, {"Message": message, "ExceptionMessage": detail, "ExceptionType": exception_type})
+
+
+def body_json_text(raw: str) -> str | None:
     """The request body as the JSON text of the value it carries.
 
     The SDK client double-encodes (a JSON string holding JSON); plain HTTP callers send the JSON
     itself. Both end up as the same JSON text.
     """
-    raw = await request.text()
     if not raw.strip():
         return None
     parsed = json.loads(raw)
@@ -80,138 +117,182 @@ async def body_json_text(request: web.Request) -> str | None:
     return json.dumps(parsed)
 
 
-def _flag(request: web.Request, name: str, default: bool) -> bool:
+def _flag(request: ApiRequest, name: str, default: bool) -> bool:
     value = request.query.get(name)
     return default if value is None else value.lower() == "true"
 
 
-def _time(request: web.Request, name: str) -> str | None:
+def _time(request: ApiRequest, name: str) -> str | None:
     value = request.query.get(name)
     return format_timestamp(parse_timestamp(value)) if value else None
 
 
-def _statuses(request: web.Request) -> list[str] | None:
+def _statuses(request: ApiRequest) -> list[str] | None:
     value = request.query.get("runtimeStatus")
     return [s.strip() for s in value.split(",") if s.strip()] if value else None
 
 
-def add_routes(app: web.Application, engine: Engine, base_url: Callable[[], str]) -> None:
-    """Register the Durable HTTP API on ``app``."""
+class DurableApi:
+    """The API's handlers over one engine, and the table of routes both transports use."""
 
-    async def start(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        instance_id = request.match_info.get("instance_id") or None
+    def __init__(self, engine: Engine, base_url: Callable[[], str]) -> None:
+        self.engine = engine
+        self.base_url = base_url
+        #: (method, path pattern under a prefix with ``{name}`` segments, handler)
+        self.routes: list[tuple[str, str, Handler]] = [
+            ("POST", "/orchestrators/{name}", self.start),
+            ("POST", "/orchestrators/{name}/{instance_id}", self.start),
+            ("GET", "/instances", self.query),
+            ("GET", "/instances/", self.query),
+            ("DELETE", "/instances", self.purge_by),
+            ("DELETE", "/instances/", self.purge_by),
+            ("GET", "/instances/{instance_id}", self.get_status),
+            ("DELETE", "/instances/{instance_id}", self.purge),
+            ("POST", "/instances/{instance_id}/raiseEvent/{event}", self.raise_event),
+            ("POST", "/instances/{instance_id}/{operation}", self.operate),
+            ("GET", "/entities/{name}/{key}", self.read_entity),
+            ("POST", "/entities/{name}/{key}", self.signal_entity),
+        ]
+        self._compiled = [(method, re.compile(_regex(pattern)), handler)
+                          for prefix in PREFIXES for method, pattern, handler in
+                          ((m, prefix + p, h) for m, p, h in self.routes)]
+
+    def resolve(self, method: str, raw_path: str) -> tuple[Handler, dict[str, str]] | None:
+        """The handler and the (decoded) path parameters for ``raw_path``, as aiohttp's router matches them."""
+        for route_method, pattern, handler in self._compiled:
+            if route_method != method:
+                continue
+            found = pattern.fullmatch(raw_path)
+            if found is not None:
+                return handler, {k: unquote(v) for k, v in found.groupdict().items()}
+        return None
+
+    # handlers ------------------------------------------------------------------------------------
+    def start(self, request: ApiRequest) -> ApiResponse:
+        name = request.match["name"]
+        instance_id = request.match.get("instance_id") or None
         try:
-            input_ = await body_json_text(request)
+            input_ = body_json_text(request.body)
         except json.JSONDecodeError as error:
             return _error(400, "Invalid JSON content", str(error), "Newtonsoft.Json.JsonReaderException")
         try:
-            instance_id = engine.start_instance(name, instance_id, input_)
+            instance_id = self.engine.start_instance(name, instance_id, input_)
         except OrchestratorNotFound as error:
             return _error(400, "One or more of the arguments submitted is incorrect", str(error), "System.ArgumentException")
         except InstanceExists as error:
             return _error(500, "Something went wrong while processing your request", str(error), "System.InvalidOperationException")
-        payload = management_urls(base_url(), instance_id)
-        return web.json_response(payload, status=202, headers={"Location": payload["statusQueryGetUri"], "Retry-After": "10"})
+        payload = management_urls(self.base_url(), instance_id)
+        return ApiResponse(202, payload, headers={"Location": payload["statusQueryGetUri"], "Retry-After": "10"})
 
-    async def get_status(request: web.Request) -> web.Response:
-        instance_id = request.match_info["instance_id"]
-        status = engine.status(instance_id, show_input=_flag(request, "showInput", True),
-                               show_history=_flag(request, "showHistory", False))
+    def get_status(self, request: ApiRequest) -> ApiResponse:
+        status = self.engine.status(request.match["instance_id"], show_input=_flag(request, "showInput", True),
+                                    show_history=_flag(request, "showHistory", False))
         if status is None:
-            return web.Response(status=404)
+            return ApiResponse(404)
         runtime = status["runtimeStatus"]
         headers: dict[str, str] = {}
         if runtime in ("Running", "Pending", "ContinuedAsNew", "Suspended"):
             code = 202
-            headers = {"Location": str(request.url), "Retry-After": "5"}
+            headers = {"Location": request.url, "Retry-After": "5"}
         elif runtime == "Failed":
             code = 500 if _flag(request, "returnInternalServerErrorOnFailure", False) else 200
         else:
             code = 200
-        return web.json_response(status, status=code, headers=headers)
+        return ApiResponse(code, status, headers=headers)
 
-    async def query(request: web.Request) -> web.Response:
-        found = engine.query(created_from=_time(request, "createdTimeFrom"), created_to=_time(request, "createdTimeTo"),
-                             statuses=_statuses(request), prefix=request.query.get("instanceIdPrefix"),
-                             show_input=_flag(request, "showInput", False))
-        return web.json_response(found)
+    def query(self, request: ApiRequest) -> ApiResponse:
+        found = self.engine.query(created_from=_time(request, "createdTimeFrom"),
+                                  created_to=_time(request, "createdTimeTo"), statuses=_statuses(request),
+                                  prefix=request.query.get("instanceIdPrefix"),
+                                  show_input=_flag(request, "showInput", False))
+        return ApiResponse(200, found)
 
-    async def purge(request: web.Request) -> web.Response:
+    def purge(self, request: ApiRequest) -> ApiResponse:
         try:
-            deleted = engine.purge(request.match_info["instance_id"])
+            deleted = self.engine.purge(request.match["instance_id"])
         except PurgeRefused as error:
             return _error(400, "One or more of the arguments submitted is incorrect", str(error), "System.InvalidOperationException")
         if not deleted:
-            return web.Response(status=404)
-        return web.json_response({"instancesDeleted": deleted})
+            return ApiResponse(404)
+        return ApiResponse(200, {"instancesDeleted": deleted})
 
-    async def purge_by(request: web.Request) -> web.Response:
+    def purge_by(self, request: ApiRequest) -> ApiResponse:
         created_from = _time(request, "createdTimeFrom")
         if created_from is None:
-            return web.json_response("Please provide value for 'createdTimeFrom' parameter.", status=400)
-        deleted = engine.purge_by(created_from, _time(request, "createdTimeTo"), _statuses(request))
+            return ApiResponse(400, "Please provide value for 'createdTimeFrom' parameter.")
+        deleted = self.engine.purge_by(created_from, _time(request, "createdTimeTo"), _statuses(request))
         if not deleted:
-            return web.Response(status=404)
-        return web.json_response({"instancesDeleted": deleted})
+            return ApiResponse(404)
+        return ApiResponse(200, {"instancesDeleted": deleted})
 
-    async def raise_event(request: web.Request) -> web.Response:
-        instance_id = request.match_info["instance_id"]
+    def raise_event(self, request: ApiRequest) -> ApiResponse:
         if request.content_type != "application/json":
             return _error(400, "Only application/json request content is supported", "", "System.ArgumentException")
         try:
-            data = await body_json_text(request)
-            engine.raise_event(instance_id, request.match_info["event"], data if data is not None else "null")
+            data = body_json_text(request.body)
+            self.engine.raise_event(request.match["instance_id"], request.match["event"],
+                                    data if data is not None else "null")
         except json.JSONDecodeError as error:
             return _error(400, "Invalid JSON content", str(error), "Newtonsoft.Json.JsonReaderException")
         except InstanceNotFound:
-            return web.Response(status=404)
+            return ApiResponse(404)
         except InstanceGone:
-            return web.Response(status=410)
-        return web.Response(status=202)
+            return ApiResponse(410)
+        return ApiResponse(202)
 
-    async def operate(request: web.Request) -> web.Response:
-        instance_id = request.match_info["instance_id"]
-        operation = request.match_info["operation"].lower()
+    def operate(self, request: ApiRequest) -> ApiResponse:
+        operation = request.match["operation"].lower()
         if operation not in ("terminate", "suspend", "resume"):
             return _error(501, "Not supported", f"'{operation}' is not supported by the embedded engine", "System.NotSupportedException")
         try:
-            engine.control(instance_id, operation, request.query.get("reason"))
+            self.engine.control(request.match["instance_id"], operation, request.query.get("reason"))
         except InstanceNotFound:
-            return web.Response(status=404)
+            return ApiResponse(404)
         except InstanceGone:
-            return web.Response(status=410)
-        return web.Response(status=202)
+            return ApiResponse(410)
+        return ApiResponse(202)
 
-    async def read_entity(request: web.Request) -> web.Response:
-        state = engine.read_entity(request.match_info["name"], request.match_info["key"])
+    def read_entity(self, request: ApiRequest) -> ApiResponse:
+        state = self.engine.read_entity(request.match["name"], request.match["key"])
         if state is None:
-            return web.Response(status=404)
-        return web.Response(text=state, content_type="application/json")
+            return ApiResponse(404)
+        return ApiResponse(200, text=state)
 
-    async def signal_entity(request: web.Request) -> web.Response:
+    def signal_entity(self, request: ApiRequest) -> ApiResponse:
         operation = request.query.get("op")
         if not operation:
             return _error(400, "One or more of the arguments submitted is incorrect", "the 'op' query parameter is required", "System.ArgumentException")
         try:
-            input_ = await body_json_text(request)
+            input_ = body_json_text(request.body)
         except json.JSONDecodeError as error:
             return _error(400, "Invalid JSON content", str(error), "Newtonsoft.Json.JsonReaderException")
-        engine.signal_entity(request.match_info["name"], request.match_info["key"], operation, input_)
-        return web.Response(status=202)
+        self.engine.signal_entity(request.match["name"], request.match["key"], operation, input_)
+        return ApiResponse(202)
 
+
+def _regex(pattern: str) -> str:
+    """An aiohttp route pattern (``{name}`` = one path segment) as a regex over the raw path."""
+    parts = re.split(r"\{(\w+)\}", pattern)
+    return "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^{{}}/]+)" for i, part in enumerate(parts))
+
+
+def _aiohttp_handler(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def serve(request: web.Request) -> web.StreamResponse:
+        api_request = ApiRequest(request.match_info, request.query, await request.text(), request.content_type,
+                                 str(request.url))
+        result = handler(api_request)
+        if result.text is not None:
+            return web.Response(status=result.status, text=result.text, content_type="application/json",
+                                headers=result.headers)
+        if result.payload is None:
+            return web.Response(status=result.status, headers=result.headers)
+        return web.json_response(result.payload, status=result.status, headers=result.headers)
+
+    return serve
+
+
+def add_routes(app: web.Application, api: DurableApi) -> None:
+    """Register the Durable HTTP API on ``app`` (both prefixes)."""
     for prefix in PREFIXES:
-        app.router.add_post(prefix + "/orchestrators/{name}", start)
-        app.router.add_post(prefix + "/orchestrators/{name}/{instance_id}", start)
-        app.router.add_get(prefix + "/instances", query)
-        app.router.add_get(prefix + "/instances/", query)
-        app.router.add_delete(prefix + "/instances", purge_by)
-        app.router.add_delete(prefix + "/instances/", purge_by)
-        app.router.add_get(prefix + "/instances/{instance_id}", get_status)
-        app.router.add_delete(prefix + "/instances/{instance_id}", purge)
-        app.router.add_post(prefix + "/instances/{instance_id}/raiseEvent/{event}", raise_event)
-        app.router.add_post(prefix + "/instances/{instance_id}/{operation}", operate)
-        app.router.add_get(prefix + "/entities/{name}/{key}", read_entity)
-        app.router.add_post(prefix + "/entities/{name}/{key}", signal_entity)
-
-
+        for method, pattern, handler in api.routes:
+            app.router.add_route(method, prefix + pattern, _aiohttp_handler(handler))

@@ -6,6 +6,7 @@ serves HTTP triggers and the Durable HTTP API on a loopback port, and runs the s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -20,7 +21,8 @@ import azure.durable_functions as df
 
 from .bus import EmbeddedBus, OutgoingMessage
 from .clock import Clock, RealClock
-from .durable_api import add_routes, client_binding
+from . import client_transport
+from .durable_api import DurableApi, add_routes, client_binding
 from .engine import Engine
 from .http import AuthKeys, HttpResult, HttpTriggers
 from .indexing import AppIndex, FunctionSpec, index_app, load_app
@@ -36,6 +38,9 @@ log = logging.getLogger("aos.engine")
 #: How many running instances keep their SDK replay between episodes (kernel/engine/replay.py).
 REPLAY_CACHE_SETTING = "AOS_ENGINE_REPLAY_CACHE"
 DEFAULT_REPLAY_CACHE = 256
+#: How the app's durable clients reach the engine: ``direct`` (in process) or ``http`` (loopback).
+DURABLE_CLIENT_SETTING = "AOS_ENGINE_DURABLE_CLIENT"
+DURABLE_CLIENT_MODES = ("direct", "http")
 
 
 def replay_cache_setting(value: str | None) -> int:
@@ -52,6 +57,15 @@ def replay_cache_setting(value: str | None) -> int:
     return count
 
 
+def durable_client_setting(value: str | None) -> str:
+    """``AOS_ENGINE_DURABLE_CLIENT``: ``direct`` (default) or ``http``."""
+    mode = (value or "").strip().lower() or "direct"
+    if mode not in DURABLE_CLIENT_MODES:
+        raise ValueError(f"setting {DURABLE_CLIENT_SETTING}={value!r}: expected 'direct' (the app's durable clients "
+                         "call the engine in process) or 'http' (over the loopback Durable HTTP API)")
+    return mode
+
+
 class EmbeddedHost:
     """Async context manager that runs ``app`` until exit. See docs/engine.md."""
 
@@ -59,7 +73,7 @@ class EmbeddedHost:
                  settings: Settings | Mapping[str, Any] | str | Path | None = None, clock: Clock | None = None,
                  topology: Mapping[str, Any] | str | Path | None = None, port: int = 0, bind: str = "127.0.0.1",
                  max_concurrent_activities: int | None = None, max_concurrent_calls: int | None = None,
-                 replay_cache: int | None = None) -> None:
+                 replay_cache: int | None = None, durable_client: str | None = None) -> None:
         self._app_source = app
         self.state_path = str(state_path) if state_path is not None else None
         self.settings = Settings.load(settings)
@@ -70,6 +84,7 @@ class EmbeddedHost:
         self.max_concurrent_activities = max_concurrent_activities
         self.max_concurrent_calls = max_concurrent_calls
         self.replay_cache = replay_cache
+        self.durable_client = durable_client
         self.base_url = ""
         self.master_key = ""
         self._client: df.DurableOrchestrationClient | None = None
@@ -92,6 +107,8 @@ class EmbeddedHost:
         self.max_batch = int(bus_settings.get("maxMessageBatchSize") or 100)
         if self.replay_cache is None:
             self.replay_cache = replay_cache_setting(self.settings.get(REPLAY_CACHE_SETTING))
+        self.durable_client = durable_client_setting(
+            self.durable_client if self.durable_client is not None else self.settings.get(DURABLE_CLIENT_SETTING))
         hub = str(durable.get("hubName") or "")
         try:
             self.task_hub = self.settings.resolve(hub, where="host.json durableTask.hubName") if hub else "EmbeddedHub"
@@ -126,8 +143,11 @@ class EmbeddedHost:
         self.engine.busy_hooks += [self.service_bus.busy, self.timer_triggers.busy, lambda: self.http_triggers.inflight > 0,
                                  lambda: self.mcp_webhook.inflight > 0]
         self.engine.deadline_hooks += [self.service_bus.deadline, self.timer_triggers.deadline]
+        self.durable_api = DurableApi(self.engine, lambda: self.base_url)
         await self._serve()
         self._client_json = client_binding(self.base_url, self.task_hub or "EmbeddedHub")
+        if self.durable_client == "direct":
+            client_transport.register(self.base_url, self.durable_api, asyncio.get_running_loop())
         self.engine.start()
         with self.store.transaction():
             self.timer_triggers.start(self.clock.now())
@@ -137,6 +157,7 @@ class EmbeddedHost:
         await self.close()
 
     async def close(self) -> None:
+        client_transport.unregister(self.base_url)
         await self.mcp_webhook.close()
         await self.timer_triggers.stop()
         await self.service_bus.stop()
@@ -153,7 +174,7 @@ class EmbeddedHost:
 
     async def _serve(self) -> None:
         web_app = web.Application(client_max_size=64 * 1024 * 1024)
-        add_routes(web_app, self.engine, lambda: self.base_url)
+        add_routes(web_app, self.durable_api)
         web_app.router.add_post("/admin/aos/bus/{entity:.+}", self._admin_send)
         if self.mcp_webhook.tools:
             web_app.router.add_route("*", MCP_WEBHOOK_PATH, self.mcp_webhook.handle)

@@ -7,6 +7,9 @@ Schema parameters, tool calls with JSON arguments), which every endpoint AOS tar
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -18,7 +21,7 @@ Role = Literal["system", "user", "assistant", "tool"]
 @dataclass(frozen=True)
 class ToolCall:
     id: str
-    name: str  # "<server>__<tool>", the name offered in ToolSpec
+    name: str  # the name offered in ToolSpec (``tool_name``: "<server>__<tool>", "." written "_")
     arguments: dict[str, Any]
 
 
@@ -80,16 +83,39 @@ class InferenceProvider(Protocol):
     async def complete(self, request: ChatRequest) -> Completion: ...
 
 
+#: What OpenAI (and the endpoints that copy it) accept as a function name.
+TOOL_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+TOOL_NAME_LIMIT = 64
+TOOL_SEPARATOR = "__"
+_DIGEST = 10  # hex characters of the hash that ends a name too long (or too odd) to spell out
+
+
 def tool_name(server: str, tool: str) -> str:
-    """The name a tool is offered to a model under (OpenAI tool names allow no '/')."""
-    return f"{server}__{tool}"
+    """The name the tool of ``server`` is offered to a model under: ``<server>__<tool>``, with a
+    namespace's '.' written '_' (``default.everything`` → ``default_everything__echo``), since
+    function names allow only ``[a-zA-Z0-9_-]{1,64}``. Server and namespace ids hold no '_', so this
+    decodes without a table. A name that would be longer, or a tool name with other characters,
+    becomes a readable prefix plus a stable hash (``…_h<10 hex>``), which :func:`split_tool_name`
+    decodes against the tools offered."""
+    readable = f"{server.replace('.', '_')}{TOOL_SEPARATOR}{tool}"
+    if TOOL_NAME_PATTERN.match(readable):
+        return readable
+    digest = hashlib.sha256(f"{server}\0{tool}".encode()).hexdigest()[:_DIGEST]
+    head = re.sub(r"[^a-zA-Z0-9_-]", "-", readable)[:TOOL_NAME_LIMIT - _DIGEST - 2]
+    return f"{head}_h{digest}"
 
 
-def split_tool_name(name: str) -> tuple[str, str]:
-    server, sep, tool = name.partition("__")
+def split_tool_name(name: str, offered: Iterable[tuple[str, str]] = ()) -> tuple[str, str]:
+    """``(server, tool)`` of a name :func:`tool_name` made. ``offered``: the ``(server, tool)`` pairs
+    offered to the model, which a hashed name is looked up in. Raises ``ValueError`` naming the
+    name when it is neither offered nor ``<server>__<tool>``."""
+    for server, tool in offered:
+        if tool_name(server, tool) == name:
+            return server, tool
+    server, sep, tool = name.partition(TOOL_SEPARATOR)
     if not sep or not server or not tool:
-        raise ValueError(f"tool name '{name}' is not '<server>__<tool>'")
-    return server, tool
+        raise ValueError(f"tool name '{name}' is not '<server>__<tool>' and names no tool offered to the model")
+    return server.replace("_", "."), tool
 
 
 class InferenceError(Exception):

@@ -3,6 +3,10 @@
 Handlers take the request and the kernel's Durable client and answer JSON; every error is
 ``{"error": "..."}`` naming what was wrong (400 bad body or input, 404 unknown workflow or run,
 409 a run or step not in a state that takes the request).
+
+Namespaces: with Entra ID tokens a caller sees only the workflows, and the runs of workflows, of
+the namespaces it may see (``kernel.governance.access.sees``), like the agent routes; anything else
+answers 404 word for word as when it does not exist, so a 403 never tells that it does.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
+from kernel import namespaces as ns
 from kernel import runtime
 from kernel.config.store import default_store
-from kernel.governance.access import acting
+from kernel.governance.access import acting, allowed_namespaces, sees
 from kernel.workflows import ids, schedules
 from kernel.workflows.runs import (
     DisabledWorkflow,
@@ -54,6 +59,8 @@ async def list_workflows(req: func.HttpRequest) -> func.HttpResponse:
     configs = default_store().current()
     workflows = []
     for address, workflow in sorted(configs.workflows.items()):
+        if not sees(address, configs.namespaces):
+            continue
         source = configs.source("workflow", address)
         workflows.append({
             "id": address, "description": workflow.description, "enabled": workflow.enabled,
@@ -75,9 +82,12 @@ async def start_run(req: func.HttpRequest, client: df.DurableOrchestrationClient
     unknown = set(body) - {"input"}
     if unknown:
         return error(f"unknown field(s) {', '.join(sorted(unknown))}: the body is {{\"input\": {{...}}}}", 400)
+    configs = default_store().current()
+    if not sees(address, configs.namespaces):
+        return error(f"no workflow '{address}' is declared in config", 404)
     run_id = ids.run_id(address, uuid.uuid4().hex[:12])
     try:
-        await start(client, RunIndex(runtime.adapters().tables), default_store().current(), address,
+        await start(client, RunIndex(runtime.adapters().tables), configs, address,
                     body.get("input", {}), run_id=run_id, trigger={"kind": "api", "by": acting()})
     except UnknownWorkflow as problem:
         return error(str(problem), 404)
@@ -93,7 +103,13 @@ async def list_runs(req: func.HttpRequest) -> func.HttpResponse:
         limit = max(1, min(int(req.params.get("limit", "50")), MAX_LIST))
     except ValueError:
         return error("limit must be a whole number", 400)
-    rows = await RunIndex(runtime.adapters().tables).recent(limit=limit, workflow=req.params.get("workflow") or None)
+    allowed = allowed_namespaces(default_store().current().namespaces)  # None: every namespace
+    workflow = req.params.get("workflow") or None
+    if workflow is not None and not ns.visible(allowed, workflow):
+        return respond({"runs": []})
+    rows = await RunIndex(runtime.adapters().tables).recent(
+        limit=limit, workflow=workflow,
+        keep=None if allowed is None else lambda row: ns.visible(allowed, str(row.get("workflow") or "")))
     return respond({"runs": rows})
 
 
@@ -105,6 +121,9 @@ async def run_view(client: df.DurableOrchestrationClient, run_id: str) -> dict[s
     runtime_status = getattr(getattr(status, "runtime_status", None), "value", None)
     if runtime_status is None:
         return None
+    workflow = _workflow_of(status) or _workflow_of(await client.get_status(run_id, show_input=True))
+    if workflow is None or not sees(workflow, default_store().current().namespaces):
+        return None  # a run of a namespace the caller may not see is answered like one that does not exist
     view = status.output if runtime_status == "Completed" and isinstance(status.output, dict) else None
     if view is None:
         custom = status.custom_status
@@ -114,6 +133,15 @@ async def run_view(client: df.DurableOrchestrationClient, run_id: str) -> dict[s
     elif runtime_status == "Terminated":
         view = {**view, "status": "terminated"}
     return {**view, "runtime_status": runtime_status}
+
+
+def _workflow_of(status: Any) -> str | None:
+    """The workflow (address) of a run: from its progress, or from its input before it published any."""
+    for value, key in ((getattr(status, "custom_status", None), "workflow"), (getattr(status, "output", None), "workflow"),
+                       (getattr(status, "input_", None), "address")):
+        if isinstance(value, dict) and isinstance(value.get(key), str):
+            return value[key]
+    return None
 
 
 async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:

@@ -33,7 +33,7 @@ def workflow_schedule(context: df.DurableOrchestrationContext):  # type: ignore[
 
 
 @bp.activity_trigger(input_name="request", activity=orchestration.SEND_AGENT)
-async def workflow_send_agent(request: dict[str, Any]) -> str:
+async def workflow_send_agent(request: dict[str, Any]) -> str | dict[str, str]:
     """An agent step's event on agent-events; the reply comes back through the outputs router."""
     return await activities.send_agent_event(request)
 

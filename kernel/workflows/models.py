@@ -26,6 +26,7 @@ from kernel.config.models import (
     EventPattern,
     Identifier,
     NonEmptyText,
+    Reference,
     Strict,
     ToolGrant,
     _require_unique,
@@ -88,7 +89,8 @@ class Retry(Strict):
 class Compensation(Strict):
     """What undoes a completed step when a later step fails or the run is cancelled: an agent event or a tool call."""
 
-    agent: Identifier | None = Field(default=None, description="The agent to send the event to.")
+    agent: Reference | None = Field(default=None, description="The agent to send the event to: an id, or "
+                                    "'namespace.id' for one of another namespace (which needs a route).")
     event: str | None = Field(default=None, pattern=CONCRETE_EVENT, description="The event type (with `agent`).")
     data: Any = Field(default=None, description="The event's data (a template).")
     tool: str | None = Field(default=None, pattern=TOOL_REFERENCE, description="'server.tool' to call.")
@@ -125,7 +127,8 @@ class Step(Strict):
     needs: list[Identifier] = Field(default_factory=list, description="Steps that must finish first.")
     when: Condition | None = Field(default=None, description="Run only when this holds; otherwise skipped "
                                    "(and so are the steps that need it).")
-    agent: Identifier | None = Field(default=None, description="Agent step: the agent to address.")
+    agent: Reference | None = Field(default=None, description="Agent step: the agent to address: an id, or "
+                                    "'namespace.id' for one of another namespace (which needs a route).")
     event: str | None = Field(default=None, pattern=CONCRETE_EVENT, description="Agent step: the event type sent.")
     data: Any = Field(default=None, description="Agent step: the event's data (a template).")
     tool: str | None = Field(default=None, pattern=TOOL_REFERENCE,

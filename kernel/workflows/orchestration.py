@@ -182,8 +182,8 @@ class _Run:
         flight = _Flight("send", number)
         correlation = ids.attempt_id(self.id, step_id, number)
         if kind == "agent":
-            flight.wait(self.context.call_activity(SEND_AGENT, {"envelope": self.agent_event(
-                correlation, spec["agent"], spec["event"], rendered, step_id)}), "sent")
+            flight.wait(self.context.call_activity(SEND_AGENT, self.agent_send(
+                correlation, spec["agent"], spec["event"], rendered, step_id)), "sent")
         elif kind == "tool":
             flight.wait(self.context.call_activity(SEND_TOOL, self.tool_request(correlation, spec["tool"], rendered)),
                         "sent")
@@ -218,6 +218,9 @@ class _Run:
             if task.state is TaskState.FAILED:
                 self.fail(step_id, f"the {'event' if kind == 'agent' else 'request'} could not be sent: "
                           f"{_reason(task.result)}")
+                return
+            if isinstance(task.result, dict) and task.result.get("refused"):  # no route to the agent now
+                self.fail(step_id, f"not sent: {task.result['refused']}", final=True)
                 return
             flight.phase = "await"
             flight.tasks = []
@@ -328,8 +331,11 @@ class _Run:
             if kind == "agent":
                 payload = templates.render(spec.get("data") if spec.get("data") is not None else {}, self.scope())
                 record["input"] = payload
-                yield self.context.call_activity(SEND_AGENT, {"envelope": self.agent_event(
-                    correlation, spec["agent"], spec["event"], payload, f"{step_id} (compensation)")})
+                sent = yield self.context.call_activity(SEND_AGENT, self.agent_send(
+                    correlation, spec["agent"], spec["event"], payload, f"{step_id} (compensation)"))
+                if isinstance(sent, dict) and sent.get("refused"):
+                    record.update(status="failed", error=f"not sent: {sent['refused']}", finished=self.now())
+                    return
             else:
                 payload = templates.render(spec.get("arguments") or {}, self.scope())
                 record["input"] = payload
@@ -361,6 +367,10 @@ class _Run:
             self.compensated.append(step_id)
 
     # -- messages --------------------------------------------------------------------------------
+    def agent_send(self, correlation: str, agent: str, event_type: str, data: Any, step: str) -> dict[str, Any]:
+        """The send activity's input: the event, and the workflow (its namespace's routes are checked there)."""
+        return {"envelope": self.agent_event(correlation, agent, event_type, data, step), "workflow": self.address}
+
     def agent_event(self, correlation: str, agent: str, event_type: str, data: Any, step: str) -> dict[str, Any]:
         envelope = {"id": correlation, "type": event_type, "source": ids.source(self.id),
                     "to": ids.reference(self.doc.get("namespace") or ns.DEFAULT, agent), "subject": f"{self.address}/{step}",

@@ -12,6 +12,7 @@ task hub; the run itself, with its steps, is the orchestration's status.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,8 +106,12 @@ class RunIndex:
                   **{k: v for k, v in row.items() if k != "key" and v is not None}}
         await self._tables.upsert(TABLE, entity)
 
-    async def recent(self, *, limit: int = 50, workflow: str | None = None) -> list[dict[str, Any]]:
-        rows = await self._tables.query(TABLE, PARTITION, limit=None if workflow else limit)
+    async def recent(self, *, limit: int = 50, workflow: str | None = None,
+                     keep: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+        """The newest ``limit`` rows, of ``workflow`` only when given, and only those ``keep`` accepts
+        (the caller's namespaces)."""
+        rows = await self._tables.query(TABLE, PARTITION, limit=None if workflow or keep else limit)
         found = [{k: v for k, v in row.items() if k not in ("PartitionKey", "RowKey", "etag", "Timestamp")}
-                 for row in rows if workflow is None or row.get("workflow") == workflow]
+                 for row in rows if (workflow is None or row.get("workflow") == workflow)
+                 and (keep is None or keep(row))]
         return found[:limit]

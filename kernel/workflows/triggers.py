@@ -2,7 +2,8 @@
 
 The kernel's ``workflows`` subscription on agent-events admits broadcast events (no ``to``) of the
 types workflows trigger on (``kernel.topology``). Each such event starts one run of each matching
-enabled workflow of the event's namespace; the run id derives from the workflow and the event id,
+enabled workflow of the event's namespace, or of another namespace that a route of the event's
+namespace names under ``workflows`` (``kernel.workflows.reach``); the run id derives from the workflow and the event id,
 so a redelivered event starts nothing new. The event's data is the run's input; an input the
 workflow's schema refuses, or a malformed message, is kept in the dead-letter store with the reason.
 """
@@ -21,7 +22,7 @@ from kernel import namespaces as ns
 from kernel.config.loader import ConfigSet
 from kernel.deadletters import DeadLetterStore
 from kernel.messages import Envelope, describe_invalid
-from kernel.workflows import ids
+from kernel.workflows import ids, reach
 from kernel.workflows.models import WorkflowConfig
 from kernel.workflows.runs import InvalidInput, RunIndex, start
 
@@ -56,7 +57,8 @@ async def start_from_events(bodies: list[tuple[bytes, str | None]], client: Any,
             continue  # addressed to an agent: not a trigger
         origin = ns.event_namespace(envelope, configs.agents)
         for address, workflow in sorted(configs.workflows.items()):
-            if workflow.namespace != origin or not triggered(workflow, envelope.type):
+            if not triggered(workflow, envelope.type) \
+                    or reach.refusal(configs.namespaces, origin, "workflows", address) is not None:
                 continue
             run_id = ids.event_run_id(address, envelope.id)
             try:

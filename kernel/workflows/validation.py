@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from kernel import namespaces as ns
 from kernel.config.parsing import JsonPath, Parsed, format_path
 from kernel.config.problems import Problem
-from kernel.workflows import graph, ids
+from kernel.workflows import graph, ids, reach
 from kernel.workflows.models import Step, WorkflowConfig
 from kernel.workflows.templates import TemplateError, parse_path, references, walk
 
@@ -121,10 +121,9 @@ class _Checker:
             known = [ns.split(a)[1] if ns.namespace_of(a) == self.workflow.namespace else a for a in self.configs.agents]
             yield self.dangling(path, "agent", reference, known)
             return
-        target, bare = ns.split(address)
-        if not ns.routed(self.configs.namespaces, self.workflow.namespace, target, "agents", bare):
-            yield self.at(path, "cross-namespace reference: "
-                          + ns.route_refusal(self.workflow.namespace, target, "agents", bare), code="cross-namespace")
+        crossing = reach.refusal(self.configs.namespaces, self.workflow.namespace, "agents", address)
+        if crossing is not None:
+            yield self.at(path, f"cross-namespace reference: {crossing}", code="cross-namespace")
         if not agent.enabled:
             yield self.at(path, f"agent '{reference}' is disabled: its events queue until it is enabled, so this step "
                           "waits (and may time out)", severity="warning", code="disabled-agent")

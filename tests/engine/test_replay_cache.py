@@ -43,7 +43,9 @@ def _history(host: EmbeddedHost, instance_id: str) -> list[tuple[Any, ...]]:
 
 async def _drive(replay_cache: int) -> tuple[dict[str, Any], list[tuple[Any, ...]], int, str]:
     clock = VirtualClock()
-    async with EmbeddedHost(APP, clock=clock, replay_cache=replay_cache) as host:
+    # one activity at a time: the fan-out's results then reach the orchestration one per episode in
+    # both runs (in parallel, how they group into episodes depends on thread timing)
+    async with EmbeddedHost(APP, clock=clock, replay_cache=replay_cache, max_concurrent_activities=1) as host:
         module = _module()
         module.STARTS.clear()
         module.ATTEMPTS.clear()

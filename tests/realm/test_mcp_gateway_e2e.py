@@ -86,6 +86,16 @@ async def _audit(platform: Platform, chain: str) -> list[dict[str, Any]]:
     return (await ok(platform, "GET", f"audit?chain={chain}"))["records"]
 
 
+async def _audit_through(platform: Platform, chain: str, kind: str) -> list[dict[str, Any]]:
+    """The chain once it holds a ``kind`` record: the archive activity stores the turn (which the
+    test sees) a moment before it appends ``turn.decision``."""
+    async def recorded() -> list[dict[str, Any]] | None:
+        records = await _audit(platform, chain)
+        return records if any(r["kind"] == kind for r in records) else None
+
+    return await wait_until(recorded, timeout=20, what=f"'{kind}' on audit chain {chain}")
+
+
 @requires_mcp_servers
 async def test_a_call_needing_approval_waits_for_a_human_and_runs_once_approved(tmp_path: Path) -> None:
     configs, scratch = _setup(tmp_path)
@@ -109,7 +119,7 @@ async def test_a_call_needing_approval_waits_for_a_human_and_runs_once_approved(
         await ok(platform, "POST", f"approvals/{pending['id']}", {"approve": False, "by": "eve"}, 409)
         record = await finished_turn(platform, "keeper", sent["turn_id"])
         decided = await ok(platform, "GET", f"approvals/{pending['id']}")
-        audit = await _audit(platform, "keeper")
+        audit = await _audit_through(platform, "keeper", "turn.decision")
         assert (await ok(platform, "GET", "approvals"))["approvals"] == []
 
     assert ledger.read_text() == "approved entry\n"
@@ -131,7 +141,7 @@ async def test_a_declined_call_does_not_run_and_the_turn_records_why(tmp_path: P
         await ok(platform, "POST", f"approvals/{pending['id']}", {"approve": False, "by": "dana",
                                                                    "reason": "wrong ledger"}, 202)
         record = await finished_turn(platform, "keeper", sent["turn_id"])
-        audit = await _audit(platform, "keeper")
+        audit = await _audit_through(platform, "keeper", "turn.decision")
 
     assert ledger.read_text() == "END\n"
     [step] = tool_steps(record)
