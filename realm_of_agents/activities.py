@@ -24,7 +24,7 @@ from kernel.toolbus import ANSWER_MARGIN_SECONDS, ToolRequest, tool_call_id
 from kernel.topology import AGENT_EVENTS, AGENT_OUTPUTS, MCP_REQUESTS
 from realm_of_agents import purpose
 from realm_of_agents.decisions import audit_decision
-from realm_of_agents.instances import FINISHED, runtime_status
+from kernel.instances import FINISHED, runtime_status
 from realm_of_agents.services import services
 from realm_of_agents.tracing import run_traced
 from realm_of_agents.turn import ARCHIVE, ASSESS, CONTEXT_SERVER, GRANT_EVENT, PUBLISH

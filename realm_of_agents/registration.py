@@ -40,7 +40,7 @@ from kernel.governance.quota import QUOTA_REFUSED, admit_agents
 from kernel.namespaces import namespace_of
 from kernel.ports import AlreadyExists, TableStore
 from realm_of_agents import commands, ids, schedules
-from realm_of_agents.instances import FINISHED, runtime_status, start_once
+from kernel.instances import FINISHED, runtime_status, start_once
 
 log = logging.getLogger("aos.realm.registration")
 TABLE = "agents"

@@ -33,7 +33,7 @@ from kernel.telemetry.spans import WAKE, clean, fail, messaging, span, stamp
 from kernel.topology import AGENT_EVENTS
 from realm_of_agents.entity import ENTITY_NAME
 from realm_of_agents.ids import turn_instance_id
-from realm_of_agents.instances import runtime_status, start_once
+from kernel.instances import runtime_status, start_once
 from realm_of_agents.routing import route
 from realm_of_agents.services import RealmServices
 from realm_of_agents.turn import ORCHESTRATOR

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kernel.config.loader import ConfigSet
+from kernel.instances import runtime_status, start_once
 from kernel.ports import TableStore
 from kernel.workflows.models import WorkflowConfig
 from kernel.workflows.orchestration import ORCHESTRATOR
@@ -79,18 +80,11 @@ async def start(client: Any, runs: RunIndex, configs: ConfigSet, address: str, v
     UnknownWorkflow or DisabledWorkflow before anything starts."""
     created = created or datetime.now(UTC)
     request = payload(configs, address, value, run_id=run_id, trigger=trigger, created=created)
-    status = await client.get_status(run_id)
-    if status is not None and getattr(status, "runtime_status", None) is not None:
+    if runtime_status(await client.get_status(run_id)) is not None:
         return False
     await runs.record({"key": request["index_key"], "run_id": run_id, "workflow": address, "status": "pending",
                        "started": created.isoformat()})
-    try:
-        await client.start_new(ORCHESTRATOR, run_id, request)
-    except Exception as error:  # the SDK raises a bare Exception with the extension's message
-        if "already exists" in str(error):
-            return False
-        raise
-    return True
+    return await start_once(client, ORCHESTRATOR, run_id, request, known_absent=True)
 
 
 class RunIndex:
