@@ -34,6 +34,8 @@ async def test_a_dropped_config_becomes_a_living_agent_and_a_deleted_one_retires
     paths = f"{REPO / 'agent_configs'},{REPO / 'mcp_configs'}"
     async with Platform(state_dir=state, port=0, config_paths=paths,
                         extra_settings={"AOS_CONFIG_CONTAINER": "agent-configs"}) as platform:
+        # Let the startup sync timer finish first, or it may be the one that sees the drop below.
+        await platform.wait_idle(20)
         blobs = EmbeddedBlobStore(state / "blobs")  # the same files the platform's blob port uses
         await blobs.put("agent-configs", "scout.yaml", yaml.safe_dump(SCOUT).encode())
         report = await platform.sync()
