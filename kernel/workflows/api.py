@@ -152,40 +152,41 @@ async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
     return respond(view)
 
 
-async def _running(client: df.DurableOrchestrationClient, run_id: str) -> tuple[dict[str, Any] | None, Any]:
-    view = await run_view(client, run_id)
-    if view is None:
-        return None, error(f"no workflow run '{run_id}'", 404)
-    if view.get("runtime_status") not in ("Running", "Pending"):
-        return None, error(f"run '{run_id}' has finished ({view.get('status')})", 409)
-    return view, None
-
-
-async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def _running(req: func.HttpRequest, client: df.DurableOrchestrationClient
+                   ) -> tuple[str, dict[str, Any], dict[str, Any]] | func.HttpResponse:
+    """The run id, request body and view of a run that can still take an event, or the error answer
+    (400 for a bad body, 404 for an unknown run, 409 for a finished one)."""
     run_id = req.route_params["run_id"]
     try:
         body = _body(req)
     except ValueError as problem:
         return error(str(problem), 400)
-    view, refused = await _running(client, run_id)
+    view = await run_view(client, run_id)
     if view is None:
-        return refused
+        return error(f"no workflow run '{run_id}'", 404)
+    if view.get("runtime_status") not in ("Running", "Pending"):
+        return error(f"run '{run_id}' has finished ({view.get('status')})", 409)
+    return run_id, body, view
+
+
+async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    target = await _running(req, client)
+    if isinstance(target, func.HttpResponse):
+        return target
+    run_id, body, _view = target
     await client.raise_event(run_id, ids.CANCEL_EVENT, {"by": str(body.get("by") or acting()),
                                                         "reason": body.get("reason")})
     return respond({"run_id": run_id, "cancelling": True}, 202)
 
 
 async def answer_approval(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    run_id, step_id = req.route_params["run_id"], req.route_params["step_id"]
-    try:
-        body = _body(req)
-    except ValueError as problem:
-        return error(str(problem), 400)
+    step_id = req.route_params["step_id"]
+    target = await _running(req, client)
+    if isinstance(target, func.HttpResponse):
+        return target
+    run_id, body, view = target
     if not isinstance(body.get("approve"), bool):
         return error("the body needs \"approve\": true or false", 400)
-    view, refused = await _running(client, run_id)
-    if view is None:
-        return refused
     step = next((s for s in view.get("steps") or [] if s.get("id") == step_id), None)
     if step is None or step.get("kind") != "approval":
         return error(f"run '{run_id}' has no approval step '{step_id}'", 404)
@@ -198,14 +199,11 @@ async def answer_approval(req: func.HttpRequest, client: df.DurableOrchestration
 
 
 async def raise_event(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    run_id, name = req.route_params["run_id"], req.route_params["name"]
-    try:
-        body = _body(req)
-    except ValueError as problem:
-        return error(str(problem), 400)
-    view, refused = await _running(client, run_id)
-    if view is None:
-        return refused
+    name = req.route_params["name"]
+    target = await _running(req, client)
+    if isinstance(target, func.HttpResponse):
+        return target
+    run_id, body, view = target
     waiting = [s for s in view.get("steps") or [] if s.get("kind") == "wait" and s.get("event") == name
                and s.get("status") in ("pending", "running")]
     if not waiting:

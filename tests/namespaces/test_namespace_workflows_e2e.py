@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,43 +15,30 @@ from click.testing import CliRunner
 from kernel.cli import main as aos
 from kernel.workflows import ids
 from realm_of_agents.ids import turn_instance_id
+from tests.namespaces.support import clear_of_the_minute_boundary, ledger_agent, namespace_doc
 from tests.realm.platform_support import ok, recent_turns, running, wait_until
 from tests.workflows.support import finished, start, step_status, steps, write_workflow
 
 
-def _write(folder: Path, name: str, document: dict[str, Any]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text(json.dumps(document))
 
 
-def _agent(configs: Path, agent_id: str, namespace: str = "default") -> None:
-    _write(configs / namespace, f"{agent_id}.json", {
-        "kind": "agent", "id": agent_id, "namespace": namespace, "display_name": agent_id.title(),
-        "purpose": "Keep the ledger current and explain changes.", "subscriptions": [{"event_types": ["ledger.*"]}]})
 
 
-def _namespace(configs: Path, name: str, **fields: Any) -> None:
-    _write(configs / "namespaces", f"{name}.json", {"kind": "namespace", "id": name, **fields})
 
 
 def _step(step_id: str, agent: str, **extra: Any) -> dict[str, Any]:
     return {"id": step_id, "agent": agent, "event": "ledger.entry", "data": {"entry": f"entry for {step_id}"}, **extra}
 
 
-async def _clear_of_the_minute_boundary() -> None:
-    """Quota windows start again each minute: keep the test's turns inside one."""
-    seconds = time.time() % 60
-    if seconds > 40:
-        await asyncio.sleep(60 - seconds + 0.5)
 
 
 async def test_a_quota_refusal_is_visible_on_the_run_and_in_the_audit_log(tmp_path: Path) -> None:
     configs = tmp_path / "configs"
-    _namespace(configs, "acme", quotas={"turns_per_minute": 1})
-    _agent(configs, "clerk", "acme")
+    namespace_doc(configs, "acme", quotas={"turns_per_minute": 1})
+    ledger_agent(configs, "clerk", "acme")
     write_workflow(configs / "acme", {"id": "books", "namespace": "acme", "steps": [
         _step("first", "clerk"), _step("second", "clerk", needs=["first"])]})
-    await _clear_of_the_minute_boundary()
+    await clear_of_the_minute_boundary()
     async with running(tmp_path / "state", config_paths=str(configs)) as platform:
         run_id = await start(platform, "acme.books", {})
         view = await finished(platform, run_id)
@@ -84,8 +70,8 @@ def _relay(configs: Path) -> None:
 
 async def test_a_route_withdrawn_mid_run_fails_the_next_agent_step_and_is_audited(tmp_path: Path) -> None:
     configs = tmp_path / "configs"
-    _namespace(configs, "acme", routes=[{"to": "default", "agents": ["clerk"]}])
-    _agent(configs, "clerk")
+    namespace_doc(configs, "acme", routes=[{"to": "default", "agents": ["clerk"]}])
+    ledger_agent(configs, "clerk")
     _relay(configs)
     async with running(tmp_path / "state", config_paths=str(configs), watch_interval=0.2) as platform:
         routed, withdrawn = await start(platform, "acme.relay", {}), await start(platform, "acme.relay", {})
@@ -93,7 +79,7 @@ async def test_a_route_withdrawn_mid_run_fails_the_next_agent_step_and_is_audite
             await step_status(platform, run_id, "hold", "running")
         await ok(platform, "POST", f"workflows/runs/{routed}/events/go", {"data": None}, 202)
         done = await finished(platform, routed)
-        _namespace(configs, "acme")  # the route is gone (the workflow, now in error, stays as it last loaded)
+        namespace_doc(configs, "acme")  # the route is gone (the workflow, now in error, stays as it last loaded)
 
         async def reloaded() -> bool:
             return not platform.configs.namespaces["acme"].routes
@@ -127,9 +113,9 @@ async def test_the_workflow_routes_show_a_token_caller_only_the_namespaces_it_ma
     from tests.governance.loopback_identity import loopback_identity
 
     configs = tmp_path / "configs"
-    _namespace(configs, "acme", access={"roles": ["AOS.Namespace.Acme"]})
-    _agent(configs, "clerk", "acme")
-    _agent(configs, "clerk")
+    namespace_doc(configs, "acme", access={"roles": ["AOS.Namespace.Acme"]})
+    ledger_agent(configs, "clerk", "acme")
+    ledger_agent(configs, "clerk")
     waiting = [{"id": "hold", "wait": {"event": "go"}, "timeout_seconds": 120}]
     write_workflow(configs / "acme", {"id": "books", "namespace": "acme", "steps": waiting})
     write_workflow(configs / "default", {"id": "open", "steps": waiting})
@@ -173,9 +159,9 @@ async def test_the_workflow_routes_show_a_token_caller_only_the_namespaces_it_ma
 async def test_aos_send_namespace_broadcasts_in_that_namespace_and_starts_only_routed_workflows(
         tmp_path: Path) -> None:
     configs = tmp_path / "configs"
-    _namespace(configs, "acme", routes=[{"to": "default", "workflows": ["intake"]}])
-    _agent(configs, "clerk", "acme")
-    _agent(configs, "clerk")
+    namespace_doc(configs, "acme", routes=[{"to": "default", "workflows": ["intake"]}])
+    ledger_agent(configs, "clerk", "acme")
+    ledger_agent(configs, "clerk")
     quick = [{"id": "note", "wait": {"event": "never", "on_timeout": "continue"}, "timeout_seconds": 1}]
     for workflow_id in ("intake", "other"):
         write_workflow(configs / "default", {"id": workflow_id, "trigger": {"events": ["ledger.closed"]}, "steps": quick})

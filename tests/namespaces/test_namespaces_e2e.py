@@ -6,13 +6,12 @@ dropped); namespace quotas refuse turns, model calls and agents, visibly."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from kernel.platform import Platform
+from tests.namespaces.support import clear_of_the_minute_boundary, ledger_agent, namespace_doc, write_config
 from tests.realm.platform_support import (
     archived_turn,
     deadletters,
@@ -31,22 +30,10 @@ EVERYTHING = {"kind": "mcp_server", "id": "everything", "transport": "stdio", "c
               "args": ["node_modules/@modelcontextprotocol/server-everything/dist/index.js", "stdio"]}
 
 
-def _write(folder: Path, name: str, document: dict[str, Any]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text(json.dumps(document))
 
 
-def _agent(configs: Path, agent_id: str, namespace: str | None = None, **fields: Any) -> None:
-    folder = configs / (namespace or "default")
-    _write(folder, f"{agent_id}.json", {
-        "kind": "agent", "id": agent_id, "display_name": agent_id.title(),
-        "purpose": "Keep the ledger current and explain changes.", **({"namespace": namespace} if namespace else {}),
-        "subscriptions": [{"event_types": ["ledger.*"]}],
-        **fields})
 
 
-def _namespace(configs: Path, name: str, **fields: Any) -> None:
-    _write(configs / "namespaces", f"{name}.json", {"kind": "namespace", "id": name, **fields})
 
 
 async def _audit(platform: Platform, chain: str) -> list[dict[str, Any]]:
@@ -67,9 +54,9 @@ def _send(to: str) -> dict[str, Any]:
 
 async def test_agents_of_the_same_id_in_two_namespaces_keep_separate_state(tmp_path: Path) -> None:
     configs = tmp_path / "configs"
-    _namespace(configs, "acme")
-    _agent(configs, "clerk")
-    _agent(configs, "clerk", "acme")
+    namespace_doc(configs, "acme")
+    ledger_agent(configs, "clerk")
+    ledger_agent(configs, "clerk", "acme")
     async with running(tmp_path / "state", config_paths=str(configs)) as platform:
         registered = platform.last_sync["configured"] + platform.last_sync["unchanged"]  # the start timer syncs too
         assert sorted(registered) == ["acme.clerk", "clerk"]
@@ -87,9 +74,9 @@ async def test_agents_of_the_same_id_in_two_namespaces_keep_separate_state(tmp_p
 
 async def test_an_agent_cannot_send_to_another_namespace_until_a_route_grants_it(tmp_path: Path) -> None:
     configs = tmp_path / "configs"
-    _namespace(configs, "acme")
-    _agent(configs, "clerk", "acme")
-    _agent(configs, "controller")
+    namespace_doc(configs, "acme")
+    ledger_agent(configs, "clerk", "acme")
+    ledger_agent(configs, "controller")
     async with running(tmp_path / "state", config_paths=str(configs)) as platform:
         refused = await _turn(platform, "acme.clerk", _send("default.controller"))
         await settle(platform)
@@ -97,7 +84,7 @@ async def test_an_agent_cannot_send_to_another_namespace_until_a_route_grants_it
         audit = [r for r in await _audit(platform, "acme.clerk") if r["kind"] == "route.refused"]
         before = (await ok(platform, "GET", "agents/controller"))["counters"]["turns"]
 
-        _namespace(configs, "acme", routes=[{"to": "default", "agents": ["contr*"]}])
+        namespace_doc(configs, "acme", routes=[{"to": "default", "agents": ["contr*"]}])
         await platform.sync()
         delivered = await _turn(platform, "acme.clerk", _send("default.controller"))
         await settle(platform)
@@ -124,10 +111,10 @@ async def _turns(platform: Platform, agent_id: str) -> list[dict[str, Any]]:
 
 async def test_a_reference_without_a_namespace_stays_in_the_senders_namespace(tmp_path: Path) -> None:
     configs = tmp_path / "configs"
-    _namespace(configs, "acme")
-    _agent(configs, "clerk", "acme")
-    _agent(configs, "auditor", "acme")
-    _agent(configs, "auditor")
+    namespace_doc(configs, "acme")
+    ledger_agent(configs, "clerk", "acme")
+    ledger_agent(configs, "auditor", "acme")
+    ledger_agent(configs, "auditor")
     async with running(tmp_path / "state", config_paths=str(configs)) as platform:
         await _turn(platform, "acme.clerk", _send("auditor"))
         await settle(platform)
@@ -139,10 +126,10 @@ async def test_a_reference_without_a_namespace_stays_in_the_senders_namespace(tm
 @requires_mcp_servers
 async def test_an_agent_cannot_call_another_namespaces_tool_without_a_grant_and_route(tmp_path: Path) -> None:
     configs = tmp_path / "configs"
-    _write(configs, "everything.json", EVERYTHING)
-    _namespace(configs, "acme", routes=[{"to": "default", "tools": ["everything.echo"]}])
-    _agent(configs, "clerk", "acme", tools=[{"server": "default.everything", "tools": ["echo"]}])
-    _agent(configs, "intruder", "acme")
+    write_config(configs, "everything.json", EVERYTHING)
+    namespace_doc(configs, "acme", routes=[{"to": "default", "tools": ["everything.echo"]}])
+    ledger_agent(configs, "clerk", "acme", tools=[{"server": "default.everything", "tools": ["echo"]}])
+    ledger_agent(configs, "intruder", "acme")
 
     async def call(agent_id: str, server: str) -> tuple[int, Any]:
         return await platform.api("POST", f"mcp/servers/{server}/tools/echo/call",
@@ -154,7 +141,7 @@ async def test_an_agent_cannot_call_another_namespaces_tool_without_a_grant_and_
         not_granted = await call("acme.intruder", "default.everything")
         own_name = await call("acme.intruder", "everything")  # acme declares no 'everything' server
         # the route withdrawn: the gateway refuses the grant the agent still holds
-        _namespace(configs, "acme", description="no routes any more")
+        namespace_doc(configs, "acme", description="no routes any more")
         await platform.sync()  # reads the configs again now
         withdrawn = await call("acme.clerk", "default.everything")
         denied = [r for r in await _audit(platform, "acme.intruder") if r["kind"] == "tool.denied"]
@@ -172,19 +159,14 @@ async def test_an_agent_cannot_call_another_namespaces_tool_without_a_grant_and_
                                                           ("tool.denied", "default.everything.echo")]
 
 
-async def _clear_of_the_minute_boundary() -> None:
-    """Quota windows start again each minute: keep the test's turns inside one."""
-    seconds = time.time() % 60
-    if seconds > 45:
-        await asyncio.sleep(60 - seconds + 0.5)
 
 
 async def test_the_turns_per_minute_quota_refuses_a_turn_visibly(tmp_path: Path) -> None:
     configs = tmp_path / "configs"
-    _namespace(configs, "acme", quotas={"turns_per_minute": 1})
-    _agent(configs, "clerk", "acme")
-    _agent(configs, "clerk")  # the default namespace has no quota
-    await _clear_of_the_minute_boundary()
+    namespace_doc(configs, "acme", quotas={"turns_per_minute": 1})
+    ledger_agent(configs, "clerk", "acme")
+    ledger_agent(configs, "clerk")  # the default namespace has no quota
+    await clear_of_the_minute_boundary()
     async with running(tmp_path / "state", config_paths=str(configs)) as platform:
         first = await _turn(platform, "acme.clerk", {"entry": "rent paid"})
         second = await _turn(platform, "acme.clerk", {"entry": "office supplies bought"})
@@ -206,9 +188,9 @@ async def test_the_turns_per_minute_quota_refuses_a_turn_visibly(tmp_path: Path)
 
 async def test_the_tokens_per_day_quota_refuses_the_next_model_call(tmp_path: Path) -> None:
     configs = tmp_path / "configs"
-    _namespace(configs, "acme", quotas={"tokens_per_day": 5})
-    _agent(configs, "clerk", "acme")
-    _agent(configs, "bookkeeper", "acme")
+    namespace_doc(configs, "acme", quotas={"tokens_per_day": 5})
+    ledger_agent(configs, "clerk", "acme")
+    ledger_agent(configs, "bookkeeper", "acme")
     async with running(tmp_path / "state", config_paths=str(configs)) as platform:
         first = await _turn(platform, "acme.clerk", {"entry": "rent paid for the month of March"})
         # the namespace's budget is shared: another agent of it is refused too
@@ -228,9 +210,9 @@ async def test_the_tokens_per_day_quota_refuses_the_next_model_call(tmp_path: Pa
 
 async def test_the_agents_quota_refuses_the_extra_agent_at_sync(tmp_path: Path) -> None:
     configs = tmp_path / "configs"
-    _namespace(configs, "acme", quotas={"agents": 1})
-    _agent(configs, "alpha", "acme")
-    _agent(configs, "beta", "acme")
+    namespace_doc(configs, "acme", quotas={"agents": 1})
+    ledger_agent(configs, "alpha", "acme")
+    ledger_agent(configs, "beta", "acme")
     async with running(tmp_path / "state", config_paths=str(configs)) as platform:
         report = platform.last_sync
         again = await platform.sync()
@@ -261,9 +243,9 @@ async def test_the_api_shows_a_token_caller_only_the_namespaces_it_may_use(tmp_p
     from tests.governance.loopback_identity import loopback_identity
 
     configs = tmp_path / "configs"
-    _namespace(configs, "acme", access={"roles": ["AOS.Namespace.Acme"], "groups": ["acme-group-id"]})
-    _agent(configs, "clerk")
-    _agent(configs, "clerk", "acme")
+    namespace_doc(configs, "acme", access={"roles": ["AOS.Namespace.Acme"], "groups": ["acme-group-id"]})
+    ledger_agent(configs, "clerk")
+    ledger_agent(configs, "clerk", "acme")
     async with loopback_identity(TENANT, AUDIENCE, kid="ns") as (jwks_url, token):
         entra = {"AOS_AUTH": "entra", "AOS_AUTH_TENANT_ID": TENANT, "AOS_AUTH_AUDIENCE": AUDIENCE,
                  "AOS_AUTH_JWKS_URL": jwks_url}
