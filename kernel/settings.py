@@ -50,6 +50,12 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting("AOS_STATE_DIR", ".aos", "Folder for embedded state (blobs/, tables.sqlite), relative to the app root."),
         Setting(
+            "AOS_EMBEDDED_SYNC",
+            "normal",
+            "Durability of the embedded engine, tables and blobs: normal (survives a killed process) or full "
+            "(also a power cut: SQLite synchronous=FULL, blobs fsynced).",
+        ),
+        Setting(
             "AzureWebJobsStorage",
             "",
             "Storage connection string (UseDevelopmentStorage=true for Azurite); empty in Azure, where "

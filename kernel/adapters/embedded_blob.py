@@ -6,12 +6,18 @@ Layout under ``root``::
     .meta/<container>/<name>.json      content type, metadata and the ETag of those bytes
     .tmp/                              temporary files, renamed into place
 
-Writes go to a temporary file that is flushed, fsynced and then renamed over the blob
-(``os.replace``), so a reader sees either the old or the new bytes, never a torn write. The ETag is
+Writes go to a temporary file that is flushed (and, with ``fsync``, synced to disk) and then
+renamed over the blob (``os.replace``), so a reader sees either the old or the new bytes, never a
+torn write. Without ``fsync`` a written blob survives the process being killed, not a power cut:
+the same guarantee as the engine's SQLite state at ``synchronous=NORMAL`` (``AOS_EMBEDDED_SYNC``,
+``kernel/durability.py``). The ETag is
 a hash of the bytes, so a file dropped into the folder by hand is a valid blob too (with the
 default content type). Container and blob names follow ``kernel.ports`` checks, which also reject
 '..' traversal; a name whose folder part collides with an existing blob ("a" and "a/b") is refused.
-Blocking file work runs in a worker thread (``asyncio.to_thread``).
+Blocking file work runs in a worker thread (``asyncio.to_thread``), except a small write without
+``fsync`` and a small blob's properties: a few file-system calls on a local disk take less than
+handing them to a thread and back, so they run inline (``INLINE_LIMIT``), taking the store's lock
+only if it is free.
 """
 
 from __future__ import annotations
@@ -23,16 +29,31 @@ import os
 import tempfile
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from kernel.ports import AlreadyExists, BlobInfo, NotFound, check_blob_name, check_container_name
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+#: Writes without ``fsync`` and property reads up to this size run on the caller's thread.
+INLINE_LIMIT = 256 * 1024
 
 
 def _etag(data: bytes) -> str:
     return '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """A write's bytes and record in temporary files, ready to be renamed into place."""
+
+    label: str
+    path: Path
+    meta_path: Path
+    data_tmp: Path
+    meta_tmp: Path
+    etag: str
 
 
 class EmbeddedBlobStore:
@@ -42,6 +63,7 @@ class EmbeddedBlobStore:
         self.root = Path(root).resolve()
         self._fsync = fsync
         self._lock = threading.Lock()  # pairs (meta, data) renames with properties() reads
+        self._safe_folders: set[Path] = set()  # folders already resolved inside the root
 
     # paths -------------------------------------------------------------------------------------
     def _paths(self, container: str, name: str) -> tuple[Path, Path]:
@@ -50,7 +72,15 @@ class EmbeddedBlobStore:
         data = self.root / container / name
         meta = self.root / ".meta" / container / (name + ".json")
         for path in (data, meta):
-            if not path.resolve().is_relative_to(self.root):  # a symlinked folder pointing outside
+            # A symlinked folder or file pointing outside the root is refused. Folders are resolved
+            # once (the names cannot hold '..'); the file itself is resolved when it is a link.
+            folder = path.parent
+            if folder not in self._safe_folders:
+                if not folder.resolve().is_relative_to(self.root):
+                    raise ValueError(f"blob name {name!r} resolves outside the store")
+                if folder.is_dir():
+                    self._safe_folders.add(folder)
+            if path.is_symlink() and not path.resolve().is_relative_to(self.root):
                 raise ValueError(f"blob name {name!r} resolves outside the store")
         return data, meta
 
@@ -60,12 +90,30 @@ class EmbeddedBlobStore:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"blob data must be bytes, got {type(data).__name__}")
         meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-        return await asyncio.to_thread(self._put, container, name, bytes(data), content_type, overwrite, meta)
+        if self._fsync or len(data) > INLINE_LIMIT:
+            return await asyncio.to_thread(self._put, container, name, bytes(data), content_type, overwrite, meta)
+        staged = self._stage(container, name, bytes(data), content_type, meta)
+        if self._lock.acquire(blocking=False):  # else a reader in a worker holds it: wait there
+            try:
+                return self._commit(staged, overwrite)
+            finally:
+                self._lock.release()
+        return await asyncio.to_thread(self._commit_locked, staged, overwrite)
 
     async def get(self, container: str, name: str) -> bytes:
         return await asyncio.to_thread(self._get, container, name)
 
     async def properties(self, container: str, name: str) -> BlobInfo:
+        path, meta_path = self._paths(container, name)
+        try:
+            size = path.stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"blob {container}/{name} not found") from None
+        if size <= INLINE_LIMIT and self._lock.acquire(blocking=False):  # small: read it here
+            try:
+                return self._read_properties(container, name, path, meta_path)
+            finally:
+                self._lock.release()
         return await asyncio.to_thread(self._properties, container, name)
 
     async def exists(self, container: str, name: str) -> bool:
@@ -85,6 +133,11 @@ class EmbeddedBlobStore:
     # blocking work ----------------------------------------------------------------------------
     def _put(self, container: str, name: str, data: bytes, content_type: str, overwrite: bool,
              metadata: dict[str, str]) -> str:
+        return self._commit_locked(self._stage(container, name, data, content_type, metadata), overwrite)
+
+    def _stage(self, container: str, name: str, data: bytes, content_type: str,
+               metadata: dict[str, str]) -> "_Staged":
+        """Check the name and write the bytes and their record to temporary files."""
         path, meta_path = self._paths(container, name)
         etag = _etag(data)
         for parent in path.parents:
@@ -100,23 +153,34 @@ class EmbeddedBlobStore:
         for folder in (path.parent, meta_path.parent, tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
         data_tmp = self._write_temp(tmp_dir, data)
-        record = json.dumps({"etag": etag, "content_type": content_type, "metadata": metadata}).encode()
-        meta_tmp = self._write_temp(tmp_dir, record)
         try:
-            with self._lock:
-                if not overwrite:
-                    try:  # link is atomic and fails if the target exists: create-only semantics
-                        os.link(data_tmp, path)
-                    except FileExistsError:
-                        raise AlreadyExists(f"blob {container}/{name} already exists") from None
-                    os.replace(meta_tmp, meta_path)
-                else:
-                    os.replace(meta_tmp, meta_path)
-                    os.replace(data_tmp, path)
+            record = json.dumps({"etag": etag, "content_type": content_type, "metadata": metadata}).encode()
+            meta_tmp = self._write_temp(tmp_dir, record)
+        except BaseException:
+            data_tmp.unlink(missing_ok=True)
+            raise
+        return _Staged(f"{container}/{name}", path, meta_path, data_tmp, meta_tmp, etag)
+
+    def _commit_locked(self, staged: "_Staged", overwrite: bool) -> str:
+        with self._lock:
+            return self._commit(staged, overwrite)
+
+    def _commit(self, staged: "_Staged", overwrite: bool) -> str:
+        """Rename the staged files into place (the caller holds ``self._lock``)."""
+        try:
+            if not overwrite:
+                try:  # link is atomic and fails if the target exists: create-only semantics
+                    os.link(staged.data_tmp, staged.path)
+                except FileExistsError:
+                    raise AlreadyExists(f"blob {staged.label} already exists") from None
+                os.replace(staged.meta_tmp, staged.meta_path)
+            else:
+                os.replace(staged.meta_tmp, staged.meta_path)
+                os.replace(staged.data_tmp, staged.path)
         finally:
-            for leftover in (data_tmp, meta_tmp):
+            for leftover in (staged.data_tmp, staged.meta_tmp):
                 leftover.unlink(missing_ok=True)
-        return etag
+        return staged.etag
 
     def _write_temp(self, folder: Path, data: bytes) -> Path:
         fd, name = tempfile.mkstemp(dir=folder, prefix="put-")
@@ -141,15 +205,19 @@ class EmbeddedBlobStore:
     def _properties(self, container: str, name: str) -> BlobInfo:
         path, meta_path = self._paths(container, name)
         with self._lock:
-            try:
-                data = path.read_bytes()
-                modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                raise NotFound(f"blob {container}/{name} not found") from None
-            try:
-                record = json.loads(meta_path.read_bytes())
-            except (FileNotFoundError, ValueError):
-                record = {}
+            return self._read_properties(container, name, path, meta_path)
+
+    def _read_properties(self, container: str, name: str, path: Path, meta_path: Path) -> BlobInfo:
+        """The blob's properties (the caller holds ``self._lock``: a put renames the pair under it)."""
+        try:
+            data = path.read_bytes()
+            modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFound(f"blob {container}/{name} not found") from None
+        try:
+            record = json.loads(meta_path.read_bytes())
+        except (FileNotFoundError, ValueError):
+            record = {}
         etag = _etag(data)
         if record.get("etag") != etag:  # dropped in by hand, or written by something else
             record = {}

@@ -5,11 +5,17 @@ stored as typed JSON so that ``int``, ``float``, ``bool``, ``datetime`` and ``by
 as they went in. Each write gets a fresh random ETag, so a stale ETag never matches again, even
 after a delete and re-insert. Table names are case-insensitive, as in Azure.
 
-Threading: the store owns one SQLite connection and one worker thread; every call runs on that
-thread (``run_in_executor``), so calls are serialized, never block the event loop, and each one is
-a single SQLite statement or transaction. The file is in WAL mode with a busy timeout, so other
-processes (or another store on the same file) can share it. The store's SQLite tables are named
-``aos_table_*`` and can live in the engine's state file.
+Threading: a call runs on the caller's thread when SQLite can answer at once. A call on a local
+file takes microseconds, far less than handing it to a thread and back (measured in
+``docs/performance.md``: the hop, with the GIL handed over twice, cost more than the work). That
+inline connection has no busy timeout: when another connection holds the write lock (another
+process, or this store's own worker), the call fails fast with SQLITE_BUSY before writing
+anything and is run again on the store's worker thread, whose connection waits up to the busy
+timeout. So the event loop never waits on a lock, and a call is still a single SQLite statement
+(or one statement plus a read), safe to run again when it did not write. Opening the file (which
+may wait for another store switching it to WAL) is done on the worker thread too. The file is in
+WAL mode, so other processes (or another store on the same file) can share it. The store's
+SQLite tables are named ``aos_table_*`` and can live in the engine's state file.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import base64
 import json
 import random
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -45,6 +52,11 @@ CREATE TABLE IF NOT EXISTS aos_table_entities (
     PRIMARY KEY (tbl, pk, rk)
 ) WITHOUT ROWID;
 """
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock this statement needs."""
+    return getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(error)
 
 
 def _new_etag() -> str:
@@ -88,30 +100,59 @@ def _decode(pk: str, rk: str, etag: str, properties: str) -> dict[str, Any]:
 class EmbeddedTableStore:
     """The ``TableStore`` port on SQLite (a file path, or ``":memory:"``)."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000, synchronous: str = "NORMAL") -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         self.path = str(path)
+        self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aos-tables")
         self._conn: sqlite3.Connection | None = None
+        self._inline: sqlite3.Connection | None = None
+        self._inline_lock = threading.Lock()
         self._closed = False
 
     # plumbing ---------------------------------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(db, *args)`` inline when SQLite answers at once, else on the worker thread."""
         if self._closed:
             raise RuntimeError("the table store is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        loop = asyncio.get_running_loop()
+        if self._inline is None:
+            await loop.run_in_executor(self._executor, self._open_inline)
+        if self._inline_lock.acquire(blocking=False):  # another thread using it: take the worker's way
+            try:
+                return fn(self._inline, *args)
+            except sqlite3.OperationalError as error:
+                if not _is_busy(error):
+                    raise
+                if self._inline.in_transaction:
+                    self._inline.rollback()
+            finally:
+                self._inline_lock.release()
+        return await loop.run_in_executor(self._executor, self._on_worker, fn, args)
 
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+    def _on_worker(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        if self.path == ":memory:":  # one connection is the whole database: no second one to wait on
+            with self._inline_lock:
+                return fn(self._inline, *args)
+        if self._conn is None:  # this connection waits up to the busy timeout for a lock
             self._conn = self._open()
-        return self._conn
+        return fn(self._conn, *args)
+
+    def _open_inline(self) -> None:
+        """Open the inline connection (on the worker thread: opening may wait for the file)."""
+        if self._inline is None:
+            conn = self._open()
+            conn.execute("PRAGMA busy_timeout=0")
+            self._inline = conn
 
     def _open(self) -> sqlite3.Connection:
         """Connect and prepare the file. Several stores opening a new file at once race to switch it
         to WAL and create the schema; SQLite answers the losers 'database is locked' at once (the
         busy timeout does not cover a journal-mode change), so they retry until the timeout."""
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self._busy_timeout_ms / 1000
         while True:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -120,7 +161,7 @@ class EmbeddedTableStore:
                 if self.path != ":memory:":
                     if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
                         conn.execute("PRAGMA journal_mode=WAL")
-                    conn.execute("PRAGMA synchronous=NORMAL")
+                    conn.execute(f"PRAGMA synchronous={self._synchronous}")
                 conn.executescript(_SCHEMA)
                 return conn
             except sqlite3.OperationalError as error:
@@ -143,8 +184,8 @@ class EmbeddedTableStore:
         checked = check_entity(entity)
         return await self._run(self._insert, table, checked)
 
-    def _insert(self, table: str, entity: dict[str, Any]) -> str:
-        db, etag = self._db(), _new_etag()
+    def _insert(self, db: sqlite3.Connection, table: str, entity: dict[str, Any]) -> str:
+        etag = _new_etag()
         key = self._register(db, table)
         try:
             db.execute("INSERT INTO aos_table_entities (tbl, pk, rk, etag, properties) VALUES (?, ?, ?, ?, ?)",
@@ -159,8 +200,8 @@ class EmbeddedTableStore:
         checked = check_entity(entity)
         return await self._run(self._upsert, table, checked)
 
-    def _upsert(self, table: str, entity: dict[str, Any]) -> str:
-        db, etag = self._db(), _new_etag()
+    def _upsert(self, db: sqlite3.Connection, table: str, entity: dict[str, Any]) -> str:
+        etag = _new_etag()
         key = self._register(db, table)
         db.execute(
             "INSERT INTO aos_table_entities (tbl, pk, rk, etag, properties) VALUES (?, ?, ?, ?, ?) "
@@ -175,8 +216,8 @@ class EmbeddedTableStore:
             raise ValueError("update needs the etag the entity was read with")
         return await self._run(self._update, check_table_name(table), checked, etag)
 
-    def _update(self, table: str, entity: dict[str, Any], etag: str) -> str:
-        db, new = self._db(), _new_etag()
+    def _update(self, db: sqlite3.Connection, table: str, entity: dict[str, Any], etag: str) -> str:
+        new = _new_etag()
         pk, rk = entity["PartitionKey"], entity["RowKey"]
         changed = db.execute(
             "UPDATE aos_table_entities SET etag=?, properties=? WHERE tbl=? AND pk=? AND rk=? AND etag=?",
@@ -194,8 +235,8 @@ class EmbeddedTableStore:
         check_key(row_key, "RowKey")
         return await self._run(self._get, table, partition_key, row_key)
 
-    def _get(self, table: str, pk: str, rk: str) -> dict[str, Any]:
-        row = self._db().execute(
+    def _get(self, db: sqlite3.Connection, table: str, pk: str, rk: str) -> dict[str, Any]:
+        row = db.execute(
             "SELECT pk, rk, etag, properties FROM aos_table_entities WHERE tbl=? AND pk=? AND rk=?",
             (table.lower(), pk, rk),
         ).fetchone()
@@ -209,8 +250,7 @@ class EmbeddedTableStore:
         check_key(row_key, "RowKey")
         await self._run(self._delete, table, partition_key, row_key, etag)
 
-    def _delete(self, table: str, pk: str, rk: str, etag: str | None) -> None:
-        db = self._db()
+    def _delete(self, db: sqlite3.Connection, table: str, pk: str, rk: str, etag: str | None) -> None:
         sql = "DELETE FROM aos_table_entities WHERE tbl=? AND pk=? AND rk=?"
         params: tuple[str, ...] = (table.lower(), pk, rk)
         if etag is not None:
@@ -226,7 +266,7 @@ class EmbeddedTableStore:
             raise ValueError("limit must be a positive number")
         return await self._run(self._query, table, partition_key, row_key_from, row_key_to, limit)
 
-    def _query(self, table: str, pk: str, start: str | None, stop: str | None, limit: int | None) -> list[dict[str, Any]]:
+    def _query(self, db: sqlite3.Connection, table: str, pk: str, start: str | None, stop: str | None, limit: int | None) -> list[dict[str, Any]]:
         sql = "SELECT pk, rk, etag, properties FROM aos_table_entities WHERE tbl=? AND pk=?"
         params: list[Any] = [table.lower(), pk]
         if start is not None:
@@ -236,12 +276,15 @@ class EmbeddedTableStore:
         sql += " ORDER BY rk"
         if limit is not None:
             sql, params = sql + " LIMIT ?", params + [limit]
-        return [_decode(*row) for row in self._db().execute(sql, params)]
+        return [_decode(*row) for row in db.execute(sql, params)]
 
     async def close(self) -> None:
         if self._closed:
             return
-        if self._conn is not None:
-            await self._run(self._conn.close)
         self._closed = True
+        with self._inline_lock:
+            if self._inline is not None:
+                self._inline.close()
+        if self._conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
         self._executor.shutdown(wait=True)

@@ -13,6 +13,8 @@ Settings (docs/storage.md has the full story):
   ``AzureWebJobsStorage__accountName`` / ``__blobServiceUri`` + ``__tableServiceUri``).
 - ``AOS_MESSAGING`` = ``embedded`` (default: the embedded engine's bus) or ``azure``
   (``ServiceBusConnection``, or ``ServiceBusConnection__fullyQualifiedNamespace`` with identity).
+- ``AOS_EMBEDDED_SYNC`` = ``normal`` (default: embedded state survives a killed process) or ``full``
+  (also a power cut: SQLite ``synchronous=FULL``, blobs fsynced); ``kernel/durability.py``.
 - Secrets come from Key Vault when ``AOS_KEY_VAULT_URL`` is set (cached ``AOS_SECRET_CACHE_SECONDS``),
   otherwise from the environment mapping given to ``Adapters``.
 
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kernel import settings
+from kernel import durability, settings
 from kernel.adapters import redact
 from kernel.ports import BlobStore, MessageSender, SecretStore, TableStore
 
@@ -155,11 +157,15 @@ class Adapters:
             f"Azurite), or for managed identity AzureWebJobsStorage__accountName or AzureWebJobsStorage__{kind}ServiceUri"
         )
 
+    def _sync_mode(self) -> str:
+        """``AOS_EMBEDDED_SYNC``: the embedded stores' durability (``kernel/durability.py``)."""
+        return durability.sync_mode(_setting(durability.SETTING, self._environ))
+
     def _build_blobs(self) -> BlobStore:
         if self.storage == EMBEDDED:
             from kernel.adapters.embedded_blob import EmbeddedBlobStore
 
-            return EmbeddedBlobStore(self.state_dir / "blobs")
+            return EmbeddedBlobStore(self.state_dir / "blobs", fsync=self._sync_mode() == durability.FULL)
         from kernel.adapters.azure_blob import AzureBlobStore
 
         conn = _setting("AzureWebJobsStorage", self._environ)
@@ -171,7 +177,8 @@ class Adapters:
         if self.storage == EMBEDDED:
             from kernel.adapters.embedded_table import EmbeddedTableStore
 
-            return EmbeddedTableStore(self.state_dir / "tables.sqlite")
+            return EmbeddedTableStore(self.state_dir / "tables.sqlite",
+                                      synchronous=durability.sqlite_synchronous(self._sync_mode()))
         from kernel.adapters.azure_table import AzureTableStore
 
         conn = _setting("AzureWebJobsStorage", self._environ)

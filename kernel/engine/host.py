@@ -19,6 +19,8 @@ import aiohttp
 from aiohttp import web
 import azure.durable_functions as df
 
+from kernel import durability
+
 from .bus import EmbeddedBus, OutgoingMessage
 from .clock import Clock, RealClock
 from . import client_transport
@@ -114,7 +116,8 @@ class EmbeddedHost:
             self.task_hub = self.settings.resolve(hub, where="host.json durableTask.hubName") if hub else "EmbeddedHub"
         except ValueError:
             self.task_hub = "EmbeddedHub"
-        self.conn = connect(self.state_path)
+        self.sync_mode = durability.sync_mode(self.settings.get(durability.SETTING))
+        self.conn = connect(self.state_path, durability.sqlite_synchronous(self.sync_mode))
         try:
             self.store = Store(self.conn)
             self.bus = EmbeddedBus(self.conn, clock=self.clock.now)

@@ -65,12 +65,15 @@ CREATE TABLE IF NOT EXISTS df_timer_triggers (
 """
 
 
-def connect(path: str | None) -> sqlite3.Connection:
-    """Open the engine's connection: in-memory when ``path`` is None, else a WAL file."""
+def connect(path: str | None, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """Open the engine's connection: in-memory when ``path`` is None, else a WAL file
+    (``synchronous``: NORMAL or FULL, see ``kernel/durability.py``)."""
+    if synchronous not in ("NORMAL", "FULL"):
+        raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
     conn = sqlite3.connect(path or ":memory:", isolation_level=None, check_same_thread=False)
     if path:
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=OFF")
     return conn
 

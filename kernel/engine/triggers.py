@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any, Awaitable, Callable
 
@@ -45,6 +45,13 @@ def trigger_path(spec: FunctionSpec) -> str:
     return f"{trigger['topicName']}/Subscriptions/{trigger['subscriptionName']}"
 
 
+def _sdk_time(when: datetime | None) -> str | None:
+    """A message time as the worker's converter parses it fastest: it tries a list of formats in
+    order, and this one (``+00:00``, microseconds) is the first that keeps sub-second precision;
+    the ``Z`` form was the sixth, five failed ``strptime`` calls per field (4 % of a turn)."""
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00") if when is not None else None
+
+
 def _metadata(message: ReceivedMessage) -> dict[str, Any]:
     return {
         "ApplicationProperties": message.application_properties, "UserProperties": message.application_properties,
@@ -52,12 +59,12 @@ def _metadata(message: ReceivedMessage) -> dict[str, Any]:
         "DeadLetterReason": message.dead_letter_reason,
         "DeadLetterErrorDescription": message.dead_letter_error_description,
         "DeadLetterSource": message.dead_letter_source, "DeliveryCount": message.delivery_count,
-        "EnqueuedTimeUtc": format_timestamp(message.enqueued_time),
-        "ExpiresAtUtc": format_timestamp(message.expires_at) if message.expires_at else None,
+        "EnqueuedTimeUtc": _sdk_time(message.enqueued_time),
+        "ExpiresAtUtc": _sdk_time(message.expires_at),
         "Label": message.subject, "Subject": message.subject,
-        "LockedUntil": format_timestamp(message.locked_until) if message.locked_until else None,
+        "LockedUntil": _sdk_time(message.locked_until),
         "LockToken": message.lock_token, "MessageId": message.message_id, "ReplyTo": message.reply_to,
-        "ScheduledEnqueueTimeUtc": format_timestamp(message.scheduled_enqueue_time) if message.scheduled_enqueue_time else None,
+        "ScheduledEnqueueTimeUtc": _sdk_time(message.scheduled_enqueue_time),
         "SequenceNumber": message.sequence_number, "SessionId": message.session_id, "To": message.to,
     }
 

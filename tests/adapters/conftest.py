@@ -88,12 +88,12 @@ def unique() -> str:
     return uuid.uuid4().hex[:12]
 
 
-@pytest.fixture(params=["embedded", "azure"])
+@pytest.fixture(params=["embedded", "embedded-fsync", "azure"])
 async def blob_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[object]:
-    if request.param == "embedded":
+    if request.param.startswith("embedded"):  # without fsync, small writes run inline
         from kernel.adapters.embedded_blob import EmbeddedBlobStore
 
-        store: object = EmbeddedBlobStore(tmp_path / "blobs")
+        store: object = EmbeddedBlobStore(tmp_path / "blobs", fsync=request.param == "embedded-fsync")
     else:
         from kernel.adapters.azure_blob import AzureBlobStore
 
