@@ -20,10 +20,13 @@ from typing import Any
 from kernel import settings, telemetry
 from kernel.adapters import embedded_sender
 from kernel.config.store import default_store
+from kernel.instances import FINISHED
 from kernel.topology import build_topology
 
 log = logging.getLogger("aos.platform")
 APP = settings.APP_ROOT / "function_app.py"
+#: How long a start waits for its agents' registration commands before it reports itself up.
+STARTUP_REGISTRATION_SECONDS = 60
 
 
 class Platform:
@@ -65,17 +68,27 @@ class Platform:
         topology, _ = build_topology(self._store.current())
         self.host = EmbeddedHost(APP, state_path=self.state_dir / "engine.sqlite", settings=dict(settings.environment()),
                                  topology=topology, port=self.port, bind=self.bind, clock=self._clock)
+        from realm_of_agents import registration
+
+        # Our sync goes first: the startup timer's (run_on_startup) waits for it, so the report
+        # (the banner's counts) is this start's, and a start never returns before it registered.
+        gate = registration.sync_lock()
+        await gate.acquire()
         try:
-            await self.host.__aenter__()
-        except BaseException:
-            self._restore_environment()
-            raise
-        embedded_sender.set_default_target(self.host, asyncio.get_running_loop())
-        try:
-            self.last_sync = await self.sync()
-        except BaseException:
-            await self.close()
-            raise
+            try:
+                await self.host.__aenter__()
+            except BaseException:
+                self._restore_environment()
+                raise
+            embedded_sender.set_default_target(self.host, asyncio.get_running_loop())
+            try:
+                self.last_sync = await self.sync(locked=True)
+                await self._registered(self.last_sync["commands"])
+            except BaseException:
+                await self.close()
+                raise
+        finally:
+            gate.release()
         self._watcher = asyncio.create_task(self._watch())
         return self
 
@@ -129,16 +142,34 @@ class Platform:
         except json.JSONDecodeError:
             return result.status, text
 
-    async def sync(self) -> dict[str, Any]:
+    async def sync(self, *, locked: bool = False) -> dict[str, Any]:
         """Register agents from the current configs, as ``POST /api/agents/sync`` does (called in
-        process, so it needs no credential whatever AOS_AUTH says)."""
+        process, so it needs no credential whatever AOS_AUTH says). ``locked``: the caller holds
+        ``registration.sync_lock()``."""
         from realm_of_agents import registration
         from realm_of_agents.services import services
 
         realm = services()
         report = await registration.sync(self.host.client, await realm.current_configs(refresh=True),
-                                         realm.adapters.tables)
+                                         realm.adapters.tables, locked=locked)
         return report.to_dict()
+
+    async def _registered(self, commands: list[str]) -> None:
+        """Wait (up to ``STARTUP_REGISTRATION_SECONDS``) for the start's configure and retire
+        commands to be applied, so agents are registered when the platform is up; past that, say
+        so and go on (they finish in the background)."""
+        end = asyncio.get_running_loop().time() + STARTUP_REGISTRATION_SECONDS
+        pending = list(commands)
+        while pending:
+            pending = [i for i in pending if (self.host.engine.status(i, show_input=False) or {}).get("runtimeStatus")
+                       not in FINISHED]
+            if not pending:
+                return
+            if asyncio.get_running_loop().time() > end:
+                log.warning("%d agent registration command(s) still running after %d s; the platform is up and "
+                            "they finish in the background", len(pending), STARTUP_REGISTRATION_SECONDS)
+                return
+            await asyncio.sleep(0.01)
 
     async def sync_workflows(self) -> list[str]:
         """Start the schedules of scheduled workflows that have none running, as ``POST

@@ -13,7 +13,7 @@ from typing import Any
 
 from kernel import namespaces as ns
 from kernel.config.models import OFFLINE_ENDPOINT, SETTINGS_ENDPOINT, AgentConfig
-from kernel.governance.policy import Refusal
+from kernel.governance.policy import EffectivePolicy, Refusal, turn_limit
 from kernel.governance.policy_guard import REFUSED, refused_result
 from kernel.governance.quota import admit_agents
 from kernel.inference.port import ChatMessage, ChatRequest, InferenceError, ToolCall, ToolSpec, tool_name
@@ -24,10 +24,9 @@ from kernel.toolbus import ANSWER_MARGIN_SECONDS, ToolRequest, tool_call_id
 from kernel.topology import AGENT_EVENTS, AGENT_OUTPUTS, MCP_REQUESTS
 from realm_of_agents import purpose
 from realm_of_agents.decisions import audit_decision
-from kernel.instances import FINISHED, runtime_status
 from realm_of_agents.services import services
 from realm_of_agents.tracing import run_traced
-from realm_of_agents.turn import ARCHIVE, ASSESS, CONTEXT_SERVER, GRANT_EVENT, PUBLISH
+from realm_of_agents.turn import ARCHIVE, ASSESS, CONTEXT_SERVER, GRANT_EVENT, MODEL, PUBLISH
 
 log = logging.getLogger("aos.realm.turn")
 _context_tools: list[dict[str, Any]] = []
@@ -322,7 +321,9 @@ async def policy(request: dict[str, Any]) -> dict[str, Any]:
     With ``assess`` (the ``ASSESS`` request, on the first read) it also runs the purpose check, in
     its own span, and returns it as ``alignment``: one activity instead of two back to back. Not
     when the quota refused the turn, nor when the policy has quiet hours (the turn may have to wait
-    them out first, and then assesses on its own)."""
+    them out first, and then assesses on its own). With ``first_model`` too (the ``MODEL`` request
+    of step 0, sent for agents without MCP tools) and an aligned event, it makes that call and
+    returns its completion as ``first_model`` (see ``_first_model_call``)."""
     realm = services()
     await realm.current_configs()
     found = realm.policy.effective(request["agent_id"])
@@ -332,8 +333,29 @@ async def policy(request: dict[str, Any]) -> dict[str, Any]:
         if refusal is not None:
             effective["quota_refused"] = refusal.to_dict()
     if request.get("assess") and "quota_refused" not in effective and not found.quiet_windows:
-        effective["alignment"] = await run_traced(ASSESS, assess, request["assess"])
+        alignment = effective["alignment"] = await run_traced(ASSESS, assess, request["assess"])
+        first = request.get("first_model")
+        if first is not None and alignment.get("aligned") and not alignment.get("refused"):
+            effective.update(await _first_model_call(first, found))
     return effective
+
+
+async def _first_model_call(request: dict[str, Any], found: EffectivePolicy) -> dict[str, Any]:
+    """The turn's first model call (``MODEL``'s request, in its own span), made here for an agent
+    without MCP tools, whose first prompt is known before the policy is read: one activity and
+    one orchestration step fewer per turn. Returns ``first_model`` (the completion), or
+    ``first_model_failed`` (the reason) when the call failed: that was the call's first attempt,
+    and the turn makes the rest (``MODEL_RETRY``) as its own activity, which records the outcome.
+    Nothing when the policy allows no model call in a turn."""
+    allowed, _ = turn_limit(int((request.get("model") or {}).get("max_steps", 6)), found.max_steps_per_turn)
+    if allowed < 1:
+        return {}
+    try:
+        return {"first_model": await run_traced(MODEL, model_call, request)}
+    except Exception as error:  # noqa: BLE001 - any failure is retried by the turn's own call
+        log.warning("agent %s: the first model call, made with the policy read, failed (%s); the turn retries it",
+                    request.get("agent_id"), type(error).__name__)
+        return {"first_model_failed": type(error).__name__}
 
 
 async def policy_record(request: dict[str, Any]) -> None:
@@ -346,10 +368,16 @@ async def grant(request: dict[str, Any], client: Any) -> bool:
     """Raise the grant to a turn; False when the turn has finished (it can never take it). A turn
     that does not exist yet raises, so the orchestration retries: its wake may be mid-way."""
     instance = request["instance_id"]
-    status = runtime_status(await client.get_status(instance))
-    if status is None:
-        raise LookupError(f"turn {instance} does not exist (yet)")
-    if status in FINISHED:
-        return False
-    await client.raise_event(instance, GRANT_EVENT, {"granted": True})
+    try:  # one call, no status read first: the API answers 410 for a finished turn, 404 for none
+        await client.raise_event(instance, GRANT_EVENT, {"granted": True})
+    except Exception as error:  # the SDK raises a bare Exception, its text naming the status
+        if _GONE in str(error):
+            return False
+        if _NOT_FOUND in str(error):
+            raise LookupError(f"turn {instance} does not exist (yet)") from None
+        raise
     return True
+
+
+#: How the Durable SDK's ``raise_event`` words a 410 (finished) and a 404 (no such instance).
+_GONE, _NOT_FOUND = "is gone", "found."

@@ -23,8 +23,10 @@ once, or a sync interrupted half way, leave the same result.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -59,6 +61,8 @@ class SyncReport:
     schedules_stopped: list[str] = field(default_factory=list)
     config_changes: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)
+    #: the configure and retire command instances this sync started (a caller may wait for them)
+    commands: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -69,9 +73,27 @@ async def registered(tables: TableStore) -> dict[str, dict[str, Any]]:
     return {row["RowKey"]: row for row in await tables.query(TABLE, PARTITION)}
 
 
+_sync_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def sync_lock() -> asyncio.Lock:
+    """One sync at a time per event loop. Two at once (the startup timer and the platform's own,
+    or two API calls) would interleave their registry reads and writes: each would report part of
+    the work, and a config change could be audited twice."""
+    loop = asyncio.get_running_loop()
+    lock = _sync_locks.get(loop)
+    if lock is None:
+        lock = _sync_locks[loop] = asyncio.Lock()
+    return lock
+
+
 async def sync(client: df.DurableOrchestrationClient, configs: ConfigSet, tables: TableStore,
-               now: datetime | None = None, *, actor: str = "config-sync") -> SyncReport:
-    """``actor`` is who asked (the audit records of config changes name it)."""
+               now: datetime | None = None, *, actor: str = "config-sync", locked: bool = False) -> SyncReport:
+    """``actor`` is who asked (the audit records of config changes name it). ``locked``: the
+    caller already holds ``sync_lock()``."""
+    if not locked:
+        async with sync_lock():
+            return await sync(client, configs, tables, now, actor=actor, locked=True)
     now = now or datetime.now(timezone.utc)
     report = SyncReport()
     try:
@@ -98,9 +120,9 @@ async def sync(client: df.DurableOrchestrationClient, configs: ConfigSet, tables
                   for s in agent.schedules} if agent.enabled else {}
         running = json.loads(row.get("schedules") or "{}") if row else {}
         if row is None or row.get("version") != source.version or row.get("status") in ("retired", "refused"):
-            await _command(client, address, "configure", {
+            report.commands.append(await _command(client, address, "configure", {
                 "config": agent.model_dump(mode="json", by_alias=True, exclude_none=True),
-                "version": source.version, "at": now.isoformat()}, nonce=source.version)
+                "version": source.version, "at": now.isoformat()}, nonce=source.version))
             report.configured.append(address)
         else:
             report.unchanged.append(address)
@@ -119,7 +141,8 @@ async def sync(client: df.DurableOrchestrationClient, configs: ConfigSet, tables
             log.warning("agent '%s': its config file %s has errors; it keeps its last good config", agent_id, row["source"])
             report.kept_broken.append(agent_id)
             continue
-        await _command(client, agent_id, "retire", {"reason": "its config was removed"}, nonce=f"retire:{row.get('version')}")
+        report.commands.append(await _command(client, agent_id, "retire", {"reason": "its config was removed"},
+                                              nonce=f"retire:{row.get('version')}"))
         for instance in json.loads(row.get("schedules") or "{}").values():
             await _stop(client, instance, "the agent was retired")
             report.schedules_stopped.append(instance)

@@ -1,8 +1,9 @@
 """The turn orchestration: one per event an agent receives, instance id derived from the event.
 
     begin, and read the agent's state (entity: its lock and queue; one batch) -> wait if queued
-    the agent's policy + purpose alignment (one activity) -> quiet hours: wait on a timer until
-      they end (alignment then apart), or refuse; declined events end here, with the reason
+    the agent's policy + purpose alignment (one activity; for an agent without MCP tools, also the
+      first model call) -> quiet hours: wait on a timer until they end (alignment then apart), or
+      refuse; declined events end here, with the reason
     MCP tools offered to the agent       -> a list_tools request to the MCP gateway (if it has grants)
     model call (activity) -> tool calls, each checkpointed and idempotent by turn id and index:
       context tools: an activity here; MCP tools: a request to the gateway over Service Bus (an
@@ -51,7 +52,8 @@ CONTEXT_SERVER = "context"
 REPLY_TYPE = "agent.reply"
 DECLINE_TYPE = "agent.declined"
 FAILED_TYPE = "agent.failed"
-MODEL_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2000, max_number_of_attempts=2)
+MODEL_ATTEMPTS, MODEL_RETRY_MS = 2, 2000
+MODEL_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=MODEL_RETRY_MS, max_number_of_attempts=MODEL_ATTEMPTS)
 STORE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=5)
 #: A turn deferred by quiet hours reads its policy again this often (a changed policy applies).
 POLICY_RECHECK = timedelta(minutes=5)
@@ -68,6 +70,8 @@ POLICY, POLICY_RECORD = "agent_policy", "agent_policy_record"
 #: archive, then publish, in one activity (each retried on its own when it failed there)
 CONCLUDE = "agent_conclude"
 POLICY_REFUSED, POLICY_DEFERRED = "policy.refused", "policy.deferred"
+#: What an agent without MCP tool grants is offered (no list_tools round trip to the gateway).
+_NO_TOOLS: dict[str, Any] = {"tools": [], "unavailable": {}}
 
 
 def turn_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
@@ -200,12 +204,17 @@ class _Turn:
         self.summary_lines: dict[str, str] = {}
         self.policy = EffectivePolicy(agent_id)
         self.refusals: list[dict[str, Any]] = []
+        self.first_model: dict[str, Any] | None = None
+        self.first_completion: dict[str, Any] | None = None
+        self.first_failed = False
 
     def run(self) -> Generator[Any, Any, None]:
         if not self.config:
             self.fail("the agent has no config yet (it was never registered)")
             return
         assess = {"agent_id": self.agent_id, "turn_id": self.turn_id, "config": self.config, "event": self.event}
+        if not self.config.get("tools"):  # the first prompt is known now: the policy activity may call the model
+            self.first_model = self._model_request(0, prompt.initial_messages(self.state, self.event), _NO_TOOLS)
         if not (yield from self._read_policy(begin=True, assess=assess)) or not (yield from self._quiet_hours()):
             return
         if self.alignment is None:  # not assessed with the policy (it has quiet hours)
@@ -234,12 +243,16 @@ class _Turn:
             ask.update({"turn_id": self.turn_id, "begin": True})
         if assess is not None:
             ask["assess"] = assess
+            if self.first_model is not None:
+                ask["first_model"] = self.first_model
         try:
             found = yield self.context.call_activity_with_retry(POLICY, STORE_RETRY, ask)
         except Exception as error:
             self.fail(f"the agent's policy could not be read: {_reason(error)}")
             return False
         self.alignment = found.pop("alignment", None)
+        self.first_completion = found.pop("first_model", None)
+        self.first_failed = bool(found.pop("first_model_failed", None))
         refused = found.pop("quota_refused", None)
         self.policy = EffectivePolicy.from_dict(found)
         if refused is not None:  # audited by the activity
@@ -304,9 +317,16 @@ class _Turn:
         max_steps, binding = policies.turn_limit(int(model.get("max_steps", 6)), self.policy.max_steps_per_turn)
         for step in range(max_steps):
             try:
-                completion = yield self.context.call_activity_with_retry(MODEL, MODEL_RETRY, {
-                    "agent_id": self.agent_id, "turn_id": self.turn_id, "step": step, "model": model,
-                    "messages": messages, "tools": tools, "traceparent": self.event.get("traceparent")})
+                if step == 0 and self.first_completion is not None:  # made by the policy activity
+                    completion = self.first_completion
+                elif step == 0 and self.first_failed:  # that was the first attempt: the retry's wait, then the rest
+                    yield self.context.create_timer(self.context.current_utc_datetime + timedelta(milliseconds=MODEL_RETRY_MS))
+                    completion = yield self.context.call_activity_with_retry(MODEL, df.RetryOptions(
+                        first_retry_interval_in_milliseconds=MODEL_RETRY_MS, max_number_of_attempts=MODEL_ATTEMPTS - 1),
+                        self._model_request(step, messages, tools))
+                else:
+                    completion = yield self.context.call_activity_with_retry(
+                        MODEL, MODEL_RETRY, self._model_request(step, messages, tools))
             except Exception as error:
                 self.steps.append({"kind": "model", "step": step, "error": _reason(error)})
                 self.fail(f"model call failed: {_reason(error)}")
@@ -340,10 +360,16 @@ class _Turn:
             return
         self.fail(f"the step budget of {model.get('max_steps', 6)} model calls was spent before the model answered")
 
+    def _model_request(self, step: int, messages: list[dict[str, Any]], tools: dict[str, Any]) -> dict[str, Any]:
+        """The ``MODEL`` activity's request for ``step`` (the first one may go with the policy read)."""
+        return {"agent_id": self.agent_id, "turn_id": self.turn_id, "step": step,
+                "model": self.config.get("model") or {}, "messages": messages, "tools": tools,
+                "traceparent": self.event.get("traceparent")}
+
     def _list_tools(self) -> Generator[Any, Any, dict[str, Any]]:
         """The MCP tools the gateway offers this agent now (one round trip; none without grants)."""
         if not self.config.get("tools"):
-            return {"tools": [], "unavailable": {}}
+            return dict(_NO_TOOLS)
         listing = yield from self._ask_gateway(ToolRequest(
             op="list_tools", agent_id=self.agent_id, instance_id=self.turn_id,
             call_id=list_call_id(self.turn_id, 0)))

@@ -51,5 +51,6 @@ async def test_a_dropped_config_becomes_a_living_agent_and_a_deleted_one_retires
 
         await blobs.delete("agent-configs", "scout.yaml")
         assert (await platform.sync())["retired"] == ["scout"]
+        await platform.wait_idle(20)  # sync starts the retire command; the entity applies it after
         status, scout = await platform.api("GET", "agents/scout")
         assert scout["status"] == "retired" and scout["counters"]["turns"] == 1, "retired, state kept"

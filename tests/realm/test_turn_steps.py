@@ -1,5 +1,6 @@
-"""The steps a turn takes on the real function_app.py: policy and purpose check in one activity,
-archive and publish in one (``agent_conclude``), begin and the state read in one entity batch;
+"""The steps a turn takes on the real function_app.py: policy, purpose check and (for an agent
+without MCP tools) the first model call in one activity, archive and publish in one
+(``agent_conclude``), begin and the state read in one entity batch;
 and when archive or publish fails inside ``agent_conclude``, that step is retried on its own, in
 the same order as before, and the output still goes out exactly once."""
 
@@ -40,14 +41,15 @@ def _replies(platform: Any, path: str, turn_id: str) -> list[Any]:
     return [m for m in drain(platform, path) if turn_id in (m.body.decode() if isinstance(m.body, bytes) else str(m.body))]
 
 
-async def test_a_turn_is_three_activities_and_two_entity_batches(tmp_path: Path) -> None:
+async def test_a_turn_is_two_activities_and_two_entity_batches(tmp_path: Path) -> None:
     async with running(tmp_path / "state", config_paths=CLERK) as platform:
         outputs = observe(platform, AGENT_OUTPUTS)
         sent = await send_event(platform, "clerk", "ledger.entry", {"entry": 1})
         record = await finished_turn(platform, "clerk", sent["turn_id"])
         await settle(platform)
         assert record["outcome"] == "replied" and record["alignment"]["aligned"] is True
-        assert _scheduled(platform, sent["turn_id"]) == ["agent_policy", "agent_model", "agent_conclude"]
+        assert _scheduled(platform, sent["turn_id"]) == ["agent_policy", "agent_conclude"]
+        assert [s["kind"] for s in record["steps"]] == ["model"] and record["steps"][0]["provider"] == "offline"
         # begin and context go to the entity from the first episode, together (one batch); then finish
         assert _entity_operations(platform, sent["turn_id"]) == [["begin", "context"], ["finish"]]
         assert len(_replies(platform, outputs, sent["turn_id"])) == 1
@@ -82,7 +84,7 @@ async def test_an_archive_failing_in_conclude_is_retried_on_its_own_before_the_p
         await settle(platform)
         assert record["outcome"] == "replied" and not record["error"]
         assert _scheduled(platform, sent["turn_id"]) == [
-            "agent_policy", "agent_model", "agent_conclude", "agent_archive", "agent_publish"]
+            "agent_policy", "agent_conclude", "agent_archive", "agent_publish"]
         assert order == ["archive", "archive", "publish"]  # nothing went out before the archive held
         assert len(_replies(platform, outputs, sent["turn_id"])) == 1
         assert [t["turn_id"] for t in await recent_turns(platform, "clerk")] == [sent["turn_id"]]
@@ -106,6 +108,6 @@ async def test_a_publish_failing_in_conclude_is_retried_on_its_own(
         record = await finished_turn(platform, "clerk", sent["turn_id"])
         await settle(platform)
         assert record["outcome"] == "replied"
-        assert _scheduled(platform, sent["turn_id"]) == ["agent_policy", "agent_model", "agent_conclude", "agent_publish"]
+        assert _scheduled(platform, sent["turn_id"]) == ["agent_policy", "agent_conclude", "agent_publish"]
         assert len(_replies(platform, outputs, sent["turn_id"])) == 1
         assert [t["turn_id"] for t in await recent_turns(platform, "clerk")] == [sent["turn_id"]]
