@@ -187,6 +187,10 @@ class Episode:
                 key = ev.get("TaskScheduledId")
             elif kind == h.TIMER_FIRED:
                 key = ev.get("TimerId")
+            elif kind in (h.TASK_COMPLETED, h.SUB_ORCHESTRATION_COMPLETED):  # done: its retry record goes
+                link = retry_of.pop(str(ev.get("TaskScheduledId")), None)
+                if link is not None:
+                    retries.pop(link[0], None)
             link = retry_of.get(str(key)) if key is not None else None
             if link is None:
                 ordinary.append(ev)

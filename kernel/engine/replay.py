@@ -63,9 +63,10 @@ class ReplaySession:
         session = cls(execution_id, orchestrator.task_orchestration_executor, context, events)
         return session, orchestrator.handle(context)
 
-    def resume(self, played: list[str], new: list[str]) -> str:
+    def resume(self, played: list[str], new: list[str]) -> dict[str, Any] | str:
         """Process the history events recorded since the last call (``played``, as JSON) and this
-        episode's new events (``new``), then return the orchestrator state JSON, as a replay would."""
+        episode's new events (``new``), then return the orchestrator state, as a replay would (see
+        ``orchestrator_state``)."""
         from azure.durable_functions.models.history.HistoryEvent import HistoryEvent
 
         events = [HistoryEvent(**json.loads(raw)) for raw in played + new]
@@ -77,7 +78,23 @@ class ReplaySession:
             if executor.has_execution_completed:
                 break
         self.seen += len(events)
+        return orchestrator_state(executor)
+
+
+def orchestrator_state(executor: Any) -> dict[str, Any] | str:
+    """The executor's state as the SDK's ``get_orchestrator_state_str`` builds it, as the dict it
+    would encode: the engine reads that dict, so encoding the whole action list (every activity
+    input of the run so far) to parse it back is skipped. When the orchestrator finished or failed,
+    the SDK's own method runs (it checks that the output serializes and reports failures by
+    raising), and its JSON is returned."""
+    if executor.exception is not None or executor.output is not None:
         return str(executor.get_orchestrator_state_str())
+    from azure.durable_functions.models.OrchestratorState import OrchestratorState
+
+    state = OrchestratorState(is_done=executor.orchestration_invocation_succeeded, actions=executor.context._actions,
+                              output=None, replay_schema=executor.context._replay_schema, error=None,
+                              custom_status=executor.context.custom_status)
+    return state.to_json()
 
 
 def run_handler(handler: Callable[..., Any], trigger_name: str, body: str) -> Any:

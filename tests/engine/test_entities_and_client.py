@@ -155,3 +155,27 @@ async def test_human_interaction_times_out_and_escalates() -> None:
         await host.wait_idle()
         status = await host.client.get_status(instance_id)
         assert status.output == {"outcome": "escalated", "note": "escalated car"}
+
+
+def test_a_batch_through_the_sdk_handle_in_parts_equals_one_through_its_json() -> None:
+    """The engine hands the SDK's entity handle the context's parts instead of its JSON: the same
+    batch gives the same state and results either way (including a failing operation and a delete)."""
+    import dataclasses
+
+    from kernel.engine.entities import run_batch, sdk_entity_handle
+    from kernel.engine.indexing import index_app, load_app
+    from kernel.engine.settings import Settings
+
+    app, directory = load_app(app_path("counter"))
+    spec = index_app(app, directory, Settings({})).entities["counter"]
+    assert sdk_entity_handle(spec.user_function)
+    as_json = dataclasses.replace(spec, user_function=lambda **kw: spec.user_function(**kw))  # not recognised
+    assert not sdk_entity_handle(as_json.user_function)
+    for state in (None, "41"):
+        requests = [{"op": "add", "input": '{"amount": 2}'}, {"op": "fail"}, {"op": "get"}, {"op": "delete"},
+                    {"op": "add", "input": '{"amount": 1}'}]  # inputs as orchestrations send them: JSON text
+        fast = run_batch(spec, "@counter@k", state is not None, state, requests)
+        slow = run_batch(as_json, "@counter@k", state is not None, state, requests)
+        assert (fast.exists, fast.state) == (slow.exists, slow.state)
+        assert [(o.is_error, o.result) for o in fast.results] == [(o.is_error, o.result) for o in slow.results]
+        assert [o.is_error for o in fast.results] == [False, True, False, False, False]

@@ -60,6 +60,9 @@ async def test_retry_succeeds_after_failures_using_retry_timers() -> None:
         assert status.output == [9, "ok after 3", 16]
         kinds = [event["EventType"] for event in status.historyEvents]
         assert kinds.count("TaskFailed") == 2 and kinds.count("TimerFired") == 2
+        # a retried task that succeeded leaves no retry bookkeeping (nor its input) in the saved state
+        saved = host.store.load_instance(instance_id).state
+        assert saved["retries"] == {} and saved["retry_of"] == {}
 
 
 async def test_retry_gives_up_after_max_attempts() -> None:
