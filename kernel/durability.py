@@ -29,6 +29,17 @@ def sync_mode(value: str | None) -> str:
     return mode
 
 
+#: The SQLite ``synchronous`` levels the modes use.
+SQLITE_LEVELS = ("NORMAL", "FULL")
+
+
+def check_sqlite_level(level: str) -> str:
+    """``level`` if it is one of ``SQLITE_LEVELS`` (it goes into a PRAGMA), else a ValueError."""
+    if level not in SQLITE_LEVELS:
+        raise ValueError(f"synchronous must be one of {', '.join(SQLITE_LEVELS)}, not {level!r}")
+    return level
+
+
 def sqlite_synchronous(mode: str) -> str:
     """The SQLite ``synchronous`` pragma value for ``mode``."""
     return "FULL" if mode == FULL else "NORMAL"

@@ -344,7 +344,7 @@ async def _first_model_call(request: dict[str, Any], found: EffectivePolicy) -> 
     """The turn's first model call (``MODEL``'s request, in its own span), made here for an agent
     without MCP tools, whose first prompt is known before the policy is read: one activity and
     one orchestration step fewer per turn. Returns ``first_model`` (the completion), or
-    ``first_model_failed`` (the reason) when the call failed: that was the call's first attempt,
+    ``first_model_failed`` (the error's type; the message is logged) when the call failed: that was the call's first attempt,
     and the turn makes the rest (``MODEL_RETRY``) as its own activity, which records the outcome.
     Nothing when the policy allows no model call in a turn."""
     allowed, _ = turn_limit(int((request.get("model") or {}).get("max_steps", 6)), found.max_steps_per_turn)

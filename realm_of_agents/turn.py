@@ -54,6 +54,9 @@ DECLINE_TYPE = "agent.declined"
 FAILED_TYPE = "agent.failed"
 MODEL_ATTEMPTS, MODEL_RETRY_MS = 2, 2000
 MODEL_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=MODEL_RETRY_MS, max_number_of_attempts=MODEL_ATTEMPTS)
+#: The model call's attempts after a first one made inside the policy activity failed.
+MODEL_RETRY_REST = df.RetryOptions(first_retry_interval_in_milliseconds=MODEL_RETRY_MS,
+                                   max_number_of_attempts=MODEL_ATTEMPTS - 1)
 STORE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=5)
 #: A turn deferred by quiet hours reads its policy again this often (a changed policy applies).
 POLICY_RECHECK = timedelta(minutes=5)
@@ -321,9 +324,8 @@ class _Turn:
                     completion = self.first_completion
                 elif step == 0 and self.first_failed:  # that was the first attempt: the retry's wait, then the rest
                     yield self.context.create_timer(self.context.current_utc_datetime + timedelta(milliseconds=MODEL_RETRY_MS))
-                    completion = yield self.context.call_activity_with_retry(MODEL, df.RetryOptions(
-                        first_retry_interval_in_milliseconds=MODEL_RETRY_MS, max_number_of_attempts=MODEL_ATTEMPTS - 1),
-                        self._model_request(step, messages, tools))
+                    completion = yield self.context.call_activity_with_retry(
+                        MODEL, MODEL_RETRY_REST, self._model_request(step, messages, tools))
                 else:
                     completion = yield self.context.call_activity_with_retry(
                         MODEL, MODEL_RETRY, self._model_request(step, messages, tools))

@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kernel.durability import check_sqlite_level
 from kernel.ports import AlreadyExists, NotFound, PreconditionFailed, check_entity, check_key, check_table_name
 
 T = TypeVar("T")
@@ -101,10 +102,8 @@ class EmbeddedTableStore:
     """The ``TableStore`` port on SQLite (a file path, or ``":memory:"``)."""
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000, synchronous: str = "NORMAL") -> None:
-        if synchronous not in ("NORMAL", "FULL"):
-            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         self.path = str(path)
-        self._synchronous = synchronous
+        self._synchronous = check_sqlite_level(synchronous)
         self._busy_timeout_ms = busy_timeout_ms
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aos-tables")
         self._conn: sqlite3.Connection | None = None

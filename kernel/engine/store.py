@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
+from kernel.durability import check_sqlite_level
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS df_instances (
     instance_id TEXT PRIMARY KEY,
@@ -68,8 +70,7 @@ CREATE TABLE IF NOT EXISTS df_timer_triggers (
 def connect(path: str | None, synchronous: str = "NORMAL") -> sqlite3.Connection:
     """Open the engine's connection: in-memory when ``path`` is None, else a WAL file
     (``synchronous``: NORMAL or FULL, see ``kernel/durability.py``)."""
-    if synchronous not in ("NORMAL", "FULL"):
-        raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+    check_sqlite_level(synchronous)
     conn = sqlite3.connect(path or ":memory:", isolation_level=None, check_same_thread=False)
     if path:
         conn.execute("PRAGMA journal_mode=WAL")
