@@ -72,9 +72,19 @@ class VirtualClock:
         self._listeners.append(callback)
 
 
+#: The last moment formatted and its text: a tick stamps dozens of events with the same ``now``.
+_last_formatted: tuple[datetime | None, str] = (None, "")
+
+
 def format_timestamp(when: datetime) -> str:
     """ISO 8601 with microseconds and a ``Z``, the form the Durable SDK parses and compares."""
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    global _last_formatted
+    last, text = _last_formatted
+    if when is last:
+        return text
+    text = when.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    _last_formatted = (when, text)
+    return text
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -27,7 +27,7 @@ from azure.functions.durable_functions import ActivityTriggerConverter
 
 from . import history as h
 from .clock import Clock, format_timestamp, parse_timestamp
-from .entities import entity_id_of, response_event_input, run_batch, split_entity_id
+from .entities import ParsedStates, entity_id_of, response_event_input, run_batch, split_entity_id
 from .indexing import AppIndex, FunctionSpec
 from .invoke import Invocation
 from .orchestrations import ACTIVE, HTTP_ACTIVITY, TERMINAL, ChildStart, Effects, Episode, Instance, install_fast_timestamp_parser
@@ -84,6 +84,8 @@ class Engine:
         # Instances whose SDK replay is kept between episodes (see replay.py), least recent first.
         self.replay_cache = max(0, replay_cache)
         self._replays: OrderedDict[str, None] = OrderedDict()
+        # Entities' last states as live objects (see entities.ParsedStates), as many as replays kept.
+        self.entity_states = ParsedStates(self.replay_cache)
         self.ready_orch: dict[str, list[MessageRow]] = {}
         self.ready_entity: dict[str, list[MessageRow]] = {}
         self.held: dict[str, list[MessageRow]] = {}
@@ -111,6 +113,7 @@ class Engine:
         """(Re)build the in-memory mirror from the store: messages, activities; drop caches."""
         self.instances.clear()
         self._replays.clear()
+        self.entity_states.clear()
         self.ready_orch.clear()
         self.ready_entity.clear()
         self.held.clear()
@@ -414,7 +417,8 @@ class Engine:
         name, key = split_entity_id(entity_id)
         loaded = self.store.load_entity(entity_id)
         exists, state = loaded if loaded else (False, None)
-        outcome = run_batch(self.index.entities.get(name), entity_id, exists, state, [m.body for m in msgs])
+        outcome = run_batch(self.index.entities.get(name), entity_id, exists, state, [m.body for m in msgs],
+                            self.entity_states)
         self.store.save_entity(entity_id, name, key, outcome.exists, outcome.state, format_timestamp(now))
         for item in outcome.results:
             request = item.request

@@ -137,6 +137,7 @@ class Episode:
         self.new_events: list[dict[str, Any]] = []
         self.scheduled: list[dict[str, Any]] = []
         self.effects = Effects()
+        self.fed = 0  # how many of ``new_events`` the kept replay processed this episode
 
     # ---------------------------------------------------------------------------------------
     def run(self, messages: list[dict[str, Any]]) -> Effects:
@@ -300,11 +301,10 @@ class Episode:
         """The SDK's answer for this episode: from the kept replay when there is one, else a full replay."""
         assert self.spec is not None
         inst, handler = self.inst, self.spec.user_function
-        new = [h.encode(ev, False) for ev in self.new_events]
         session, inst.replay = inst.replay, None  # kept again only after this episode succeeds
         if session is not None and session.execution_id == inst.execution_id and session.seen <= len(inst.history):
             try:
-                raw = session.resume(inst.history[session.seen:], new)
+                raw = session.resume(inst.history[session.seen:], [{**ev, "IsPlayed": False} for ev in self.new_events])
             except Exception as error:
                 if reported_failure(error):
                     raise
@@ -312,11 +312,14 @@ class Episode:
                             inst.instance_id, type(error).__name__, error)
             else:
                 inst.replay = session
+                self.fed = len(self.new_events)
                 return raw
+        new = [h.encode(ev, False) for ev in self.new_events]
         body = self._context_json(new)
         if self.keep_replay and session_capable(handler):
             session, raw = ReplaySession.start(handler, inst.execution_id, body, len(inst.history) + len(new))
             inst.replay = session
+            self.fed = len(self.new_events)
             return raw
         return run_handler(handler, str(self.spec.trigger["name"]), body)
 
@@ -405,6 +408,8 @@ class Episode:
             events.append(h.event(h.ORCHESTRATOR_COMPLETED, self.now))
         self.inst.history.extend(h.encode(ev, True) for ev in events)
         self.inst.updated_at = format_timestamp(self.now)
+        if self.inst.replay is not None:  # the kept replay gets the events it has not seen as dicts
+            self.inst.replay.pending.extend({**ev, "IsPlayed": True} for ev in events[self.fed:])
 
     def _finish(self, status: str, output: str | None, final_event: dict[str, Any]) -> None:
         inst = self.inst

@@ -44,6 +44,9 @@ class ReplaySession:
         self.executor = executor
         self.context = context
         self.seen = seen  # history events the executor has processed, from the start of the execution
+        #: History events recorded after ``seen`` (the engine's own dicts, ``IsPlayed`` set), so the
+        #: next ``resume`` need not parse back the JSON they were stored as.
+        self.pending: list[dict[str, Any]] = []
 
     @classmethod
     def start(cls, handler: Callable[..., Any], execution_id: str, body: str, events: int) -> tuple[ReplaySession, str]:
@@ -63,17 +66,20 @@ class ReplaySession:
         session = cls(execution_id, orchestrator.task_orchestration_executor, context, events)
         return session, orchestrator.handle(context)
 
-    def resume(self, played: list[str], new: list[str]) -> dict[str, Any] | str:
-        """Process the history events recorded since the last call (``played``, as JSON) and this
-        episode's new events (``new``), then return the orchestrator state, as a replay would (see
-        ``orchestrator_state``)."""
+    def resume(self, played: list[str], new: list[dict[str, Any]]) -> dict[str, Any] | str:
+        """Process the history events recorded since the last call (``played``, as stored JSON;
+        ``pending`` holds the same events as dicts when it covers them all) and this episode's new
+        events (``new``, dicts with ``IsPlayed`` false), then return the orchestrator state, as a
+        replay would (see ``orchestrator_state``)."""
         from azure.durable_functions.models.history.HistoryEvent import HistoryEvent
 
-        events = [HistoryEvent(**json.loads(raw)) for raw in played + new]
+        recorded = self.pending if len(self.pending) == len(played) else [json.loads(raw) for raw in played]
+        self.pending = []
+        events = [HistoryEvent(**fields) for fields in recorded + new]
         self.context.histories.extend(events)
         executor = self.executor
         for index, event in enumerate(events):
-            executor._is_processing_new_events = index >= len(played)
+            executor._is_processing_new_events = index >= len(recorded)
             executor.process_event(event)
             if executor.has_execution_completed:
                 break
@@ -84,15 +90,21 @@ class ReplaySession:
 def orchestrator_state(executor: Any) -> dict[str, Any] | str:
     """The executor's state as the SDK's ``get_orchestrator_state_str`` builds it, as the dict it
     would encode: the engine reads that dict, so encoding the whole action list (every activity
-    input of the run so far) to parse it back is skipped. When the orchestrator finished or failed,
-    the SDK's own method runs (it checks that the output serializes and reports failures by
-    raising), and its JSON is returned."""
-    if executor.exception is not None or executor.output is not None:
+    input of the run so far) to parse it back is skipped. The SDK's method checks that an output
+    serializes (this does too); when the orchestrator failed, or its output does not serialize,
+    the SDK's own method runs (it reports the failure by raising) and its JSON is returned."""
+    if executor.exception is not None:
         return str(executor.get_orchestrator_state_str())
+    output = executor.output
+    if output is not None:
+        try:  # the SDK's own check: an output that does not serialize fails the orchestration
+            json.dumps(output)
+        except Exception:
+            return str(executor.get_orchestrator_state_str())
     from azure.durable_functions.models.OrchestratorState import OrchestratorState
 
     state = OrchestratorState(is_done=executor.orchestration_invocation_succeeded, actions=executor.context._actions,
-                              output=None, replay_schema=executor.context._replay_schema, error=None,
+                              output=output, replay_schema=executor.context._replay_schema, error=None,
                               custom_status=executor.context.custom_status)
     return state.to_json()
 

@@ -179,3 +179,37 @@ def test_a_batch_through_the_sdk_handle_in_parts_equals_one_through_its_json() -
         assert (fast.exists, fast.state) == (slow.exists, slow.state)
         assert [(o.is_error, o.result) for o in fast.results] == [(o.is_error, o.result) for o in slow.results]
         assert [o.is_error for o in fast.results] == [False, True, False, False, False]
+
+
+def test_an_entity_state_kept_parsed_is_used_only_while_the_stored_text_is_what_its_batch_saved() -> None:
+    """The engine keeps each entity's last state as the live object between batches: a batch that
+    starts from it gives what a batch parsing the stored JSON gives, and a stored text that differs
+    (another writer, a rolled-back tick) or a failed batch is never served from it."""
+    import dataclasses
+
+    from kernel.engine.entities import ParsedStates, run_batch
+    from kernel.engine.indexing import index_app, load_app
+    from kernel.engine.settings import Settings
+
+    app, directory = load_app(app_path("counter"))
+    spec = index_app(app, directory, Settings({})).entities["counter"]
+    as_json = dataclasses.replace(spec, user_function=lambda **kw: spec.user_function(**kw))
+    states = ParsedStates(limit=4)
+    add = [{"op": "add", "input": '{"amount": 2}'}, {"op": "get"}]
+    first = run_batch(spec, "@counter@k", False, None, add, states)
+    assert first.state == "2" and states.take("@counter@k", "2") == (True, 2)
+    states.put("@counter@k", "2", 2)
+    second = run_batch(spec, "@counter@k", True, first.state, add, states)  # starts from the kept 2
+    assert (second.state, [o.result for o in second.results]) == ("4", ["4", "4"])
+    assert second.state == run_batch(as_json, "@counter@k", True, first.state, add).state
+    # the store holds another text than the kept one's: parsed from the store, not the stale object
+    stale = run_batch(spec, "@counter@k", True, "10", add, states)
+    assert stale.state == "12"
+    # an entry is out while its batch runs: a batch that fails as a whole leaves none behind
+    states.put("@counter@k", "12", 12)
+    broken = run_batch(spec, "@counter@k", True, "12", [{"op": None}], states)
+    assert broken.results[0].is_error and states.take("@counter@k", "12") == (False, None)
+    # bounded, least recently used first out
+    for n in range(6):
+        states.put(f"@counter@{n}", "1", 1)
+    assert states.take("@counter@0", "1") == (False, None) and states.take("@counter@5", "1") == (True, 1)
