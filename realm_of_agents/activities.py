@@ -30,6 +30,7 @@ from realm_of_agents.turn import ARCHIVE, ASSESS, CONTEXT_SERVER, GRANT_EVENT, M
 
 log = logging.getLogger("aos.realm.turn")
 _context_tools: list[dict[str, Any]] = []
+_context_specs: list[ToolSpec] = []
 
 
 async def assess(request: dict[str, Any]) -> dict[str, Any]:
@@ -103,9 +104,7 @@ async def model_call(request: dict[str, Any]) -> dict[str, Any]:
     agent_id = request["agent_id"]
     settings = request.get("model") or {}
     listing = request.get("tools") or {"tools": [], "unavailable": {}}
-    offered = await _context_tool_list(agent_id) + list(listing.get("tools") or [])
-    specs = [ToolSpec(tool_name(t["server"], t["name"]), t.get("description") or "", t.get("input_schema") or {"type": "object"})
-             for t in offered]
+    specs = await _context_tool_specs(agent_id) + [_tool_spec(t) for t in listing.get("tools") or []]
     adapter = settings.get("adapter") or None
     chat = ChatRequest(
         agent_id=agent_id,
@@ -143,6 +142,18 @@ def _destination(router: Any, endpoint_id: str | None) -> str:
     except (InferenceError, ValueError):  # the call itself will say what is wrong
         return endpoint_id or SETTINGS_ENDPOINT
     return spec.id if spec is not None else OFFLINE_ENDPOINT
+
+
+def _tool_spec(tool: dict[str, Any]) -> ToolSpec:
+    return ToolSpec(tool_name(tool["server"], tool["name"]), tool.get("description") or "",
+                    tool.get("input_schema") or {"type": "object"})
+
+
+async def _context_tool_specs(agent_id: str) -> list[ToolSpec]:
+    """The context tools as the model is offered them: built once (they never change)."""
+    if not _context_specs:
+        _context_specs.extend(_tool_spec(t) for t in await _context_tool_list(agent_id))
+    return list(_context_specs)
 
 
 async def _context_tool_list(agent_id: str) -> list[dict[str, Any]]:

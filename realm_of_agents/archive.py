@@ -13,6 +13,8 @@ not. Each finished turn is written twice through the kernel ports:
 Saving is idempotent: the same record gives the same blob name and the same RowKey, so a retried
 save overwrites both. The blob carries the RowKey's time part as metadata, so a re-save of the
 same turn with a different ``finished`` time replaces the old index row instead of adding one.
+The blob is first written create-only, so a first save (nearly all of them) reads nothing; only
+a save that finds the blob there reads that metadata and overwrites.
 
 Search is lexical (``purpose.terms``: stop words dropped, light stemming) over the index rows'
 text. Table storage has no full-text index, so a search reads rows and scores them here; to keep
@@ -27,7 +29,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from kernel.ports import BlobStore, NotFound, TableStore, check_blob_name, check_container_name, check_key, check_table_name
+from kernel.ports import AlreadyExists, BlobStore, NotFound, TableStore, check_blob_name, check_container_name, check_key, check_table_name
 from realm_of_agents.purpose import event_text, terms
 
 __all__ = ["SEARCH_SCAN_ROWS", "SEARCH_TEXT_CHARS", "TurnArchive", "row_key", "search_text"]
@@ -67,22 +69,24 @@ class TurnArchive:
         row_time = _row_time(finished, turn_id)
         name = _blob_name(agent_id, turn_id)
 
-        previous_time: str | None = None
-        existed = False
-        try:
-            info = await self._blobs.properties(self.container, name)
-            previous_time = dict(info.metadata).get(_ROW_TIME_METADATA)
-            existed = True
-        except NotFound:
-            pass
-
         try:
             body = json.dumps(dict(record), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         except (TypeError, ValueError) as error:
             raise ValueError(f"turn {turn_id!r} of agent {agent_id!r} is not plain JSON: {error}") from error
-        await self._blobs.put(
-            self.container, name, body, content_type="application/json", metadata={_ROW_TIME_METADATA: row_time}
-        )
+        metadata = {_ROW_TIME_METADATA: row_time}
+        previous_time: str | None = None
+        existed = False
+        try:  # create-only: a first attempt (nearly every call) needs no read
+            await self._blobs.put(self.container, name, body, content_type="application/json", metadata=metadata,
+                                  overwrite=False)
+        except AlreadyExists:  # a retry: learn where its index row went, then overwrite
+            existed = True
+            try:
+                info = await self._blobs.properties(self.container, name)
+                previous_time = dict(info.metadata).get(_ROW_TIME_METADATA)
+            except NotFound:  # deleted in between: nothing of it to clean up
+                pass
+            await self._blobs.put(self.container, name, body, content_type="application/json", metadata=metadata)
         event = record.get("event") if isinstance(record.get("event"), Mapping) else {}
         steps = record.get("steps") if isinstance(record.get("steps"), list) else []
         await self._tables.upsert(

@@ -11,6 +11,7 @@ out-of-scope item.
 
 from __future__ import annotations
 
+import functools
 import fnmatch
 import re
 from dataclasses import dataclass, field
@@ -68,6 +69,12 @@ def terms(text: str) -> set[str]:
     return {stem(w) for w in _WORD.findall(text) if w.lower() not in _STOP_WORDS}
 
 
+@functools.lru_cache(maxsize=1024)
+def standing_terms(text: str) -> frozenset[str]:
+    """``terms`` of text that comes back on every event (a purpose, a goal, a scope item): remembered."""
+    return frozenset(terms(text))
+
+
 def event_text(event_type: str, data: Any) -> str:
     """The words an event offers: its type's segments, and the keys and strings of its data."""
     parts = [event_type.replace(".", " ").replace("_", " ").replace("-", " ")]
@@ -90,13 +97,13 @@ def assess(agent: AgentConfig, event_type: str, data: Any, *, threshold: float =
     words = terms(event_text(event_type, data))
     if not words:
         return Alignment(False, 0.0, "the event carries no words to judge it by")
-    profile = terms(" ".join(_purpose_texts(agent)))
+    profile = standing_terms(" ".join(_purpose_texts(agent)))
     matched = sorted(words & profile)
     score = len(matched) / len(words)
 
     worst_item, worst_overlap = None, 0
     for item in agent.scope.out_of_scope:
-        overlap = len(words & terms(item))
+        overlap = len(words & standing_terms(item))
         if overlap > worst_overlap:
             worst_item, worst_overlap = item, overlap
     if worst_item is not None and worst_overlap >= max(1, len(matched)):

@@ -496,7 +496,7 @@ class _Turn:
             return
         for goal in self.state.get("goals", []):
             if goal.get("status") == "active" and goal["id"] not in self.goal_updates \
-                    and matched & purpose.terms(goal["description"]):
+                    and matched & purpose.standing_terms(goal["description"]):
                 self.goal_updates[goal["id"]] = {"action": "touch", "turn_id": self.turn_id}
 
     def summarize_leaving_turn(self) -> Generator[Any, Any, None]:

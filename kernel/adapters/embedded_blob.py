@@ -66,21 +66,22 @@ class EmbeddedBlobStore:
         self._safe_folders: set[Path] = set()  # folders already resolved inside the root
 
     # paths -------------------------------------------------------------------------------------
-    def _paths(self, container: str, name: str) -> tuple[Path, Path]:
+    def _paths(self, container: str, name: str, *, reading: bool = True) -> tuple[Path, Path]:
         check_container_name(container)
         check_blob_name(name)
         data = self.root / container / name
         meta = self.root / ".meta" / container / (name + ".json")
         for path in (data, meta):
             # A symlinked folder or file pointing outside the root is refused. Folders are resolved
-            # once (the names cannot hold '..'); the file itself is resolved when it is a link.
+            # once (the names cannot hold '..'); the file itself is resolved when it is a link and
+            # will be read (a write renames over the link itself, never through it).
             folder = path.parent
             if folder not in self._safe_folders:
                 if not folder.resolve().is_relative_to(self.root):
                     raise ValueError(f"blob name {name!r} resolves outside the store")
                 if folder.is_dir():
                     self._safe_folders.add(folder)
-            if path.is_symlink() and not path.resolve().is_relative_to(self.root):
+            if reading and path.is_symlink() and not path.resolve().is_relative_to(self.root):
                 raise ValueError(f"blob name {name!r} resolves outside the store")
         return data, meta
 
@@ -138,14 +139,15 @@ class EmbeddedBlobStore:
     def _stage(self, container: str, name: str, data: bytes, content_type: str,
                metadata: dict[str, str]) -> "_Staged":
         """Check the name and write the bytes and their record to temporary files."""
-        path, meta_path = self._paths(container, name)
+        path, meta_path = self._paths(container, name, reading=False)
         etag = _etag(data)
-        for parent in path.parents:
-            if parent == self.root:
-                break
-            if parent.is_file():
-                raise ValueError(f"cannot store blob {container}/{name}: {parent.relative_to(self.root / container)} "
-                                 "is a blob, and the embedded store keeps blobs as files")
+        if path.parent not in self._safe_folders:  # a folder known to be one has no blob on its way
+            for parent in path.parents:
+                if parent == self.root:
+                    break
+                if parent.is_file():
+                    raise ValueError(f"cannot store blob {container}/{name}: {parent.relative_to(self.root / container)} "
+                                     "is a blob, and the embedded store keeps blobs as files")
         if path.is_dir():
             raise ValueError(f"cannot store blob {container}/{name}: blobs exist under {name}/ "
                              "(the embedded store keeps blobs as files)")
@@ -253,4 +255,5 @@ class EmbeddedBlobStore:
                     folder.rmdir()  # only succeeds when empty
                 except OSError:
                     break
+                self._safe_folders.discard(folder)  # resolved again if it comes back
                 folder = folder.parent

@@ -159,7 +159,7 @@ class AuditRecord:
 
     def computed_hash(self) -> str:
         """The hash these fields should have; differs from :attr:`hash` if the record was altered."""
-        return record_hash(self.to_dict())
+        return record_hash({name: getattr(self, name) for name in _HASHED})  # digest() copies nothing
 
 
 def record_hash(fields: Mapping[str, Any]) -> str:
