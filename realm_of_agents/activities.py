@@ -152,7 +152,9 @@ def _tool_spec(tool: dict[str, Any]) -> ToolSpec:
 async def _context_tool_specs(agent_id: str) -> list[ToolSpec]:
     """The context tools as the model is offered them: built once (they never change)."""
     if not _context_specs:
-        _context_specs.extend(_tool_spec(t) for t in await _context_tool_list(agent_id))
+        built = [_tool_spec(t) for t in await _context_tool_list(agent_id)]
+        if not _context_specs:  # concurrent first calls all built it: one keeps it
+            _context_specs.extend(built)
     return list(_context_specs)
 
 
@@ -162,7 +164,9 @@ async def _context_tool_list(agent_id: str) -> list[dict[str, Any]]:
         from realm_of_agents.context_server import SnapshotBackend, list_context_tools  # the mcp SDK: on first use
 
         listing_backend = SnapshotBackend({}, services().archive)
-        _context_tools.extend({"server": CONTEXT_SERVER, **t} for t in await list_context_tools(agent_id, listing_backend))
+        listed = [{"server": CONTEXT_SERVER, **t} for t in await list_context_tools(agent_id, listing_backend)]
+        if not _context_tools:  # concurrent first calls all listed them: one keeps the list
+            _context_tools.extend(listed)
     return list(_context_tools)
 
 

@@ -68,3 +68,31 @@ async def test_the_model_judges_answers_and_summarizes(tmp_path: Path) -> None:
             summary_request = model.requests[-1]["messages"][0]["content"]
             assert "party.invite" in summary_request, "the model summarizes the turn leaving the window"
             assert state["memory"]["summary"][-1].endswith("party.invite (declined): Flagged the travel budget overrun on invoice 3.")
+
+
+async def test_agents_making_their_first_model_calls_at_once_offer_each_tool_once(tmp_path: Path) -> None:
+    """The context tools are listed once per process, on first use: agents whose first model calls
+    run concurrently (each waiting on that listing) still offer the model each tool once."""
+    from realm_of_agents import activities
+
+    activities._context_tools.clear()  # this process's first use, whatever ran before
+    activities._context_specs.clear()
+    configs = tmp_path / "agent_configs"
+    configs.mkdir()
+    names = [f"clerk-{n}" for n in range(4)]
+    for name in names:
+        (configs / f"{name}.json").write_text(json.dumps({**AGENT, "id": name, "display_name": name.title(),
+                                                          "model": {}, "memory": {}}))
+    async with FakeOpenAI() as model:
+        settings = {"AOS_INFERENCE_ENDPOINT": model.base_url, "AOS_INFERENCE_MODEL": "base"}
+        async with Platform(state_dir=tmp_path / "state", port=0, config_paths=str(configs),
+                            extra_settings=settings) as platform:
+            for name in names:
+                status, _ = await platform.api("POST", f"agents/{name}/events", {"type": "invoice.received", "data": {}})
+                assert status == 202
+            await platform.wait_idle(60)
+    offered = [[tool["function"]["name"] for tool in request["tools"]] for request in model.requests if request.get("tools")]
+    assert len(offered) >= len(names), "every agent's turn called the model with its tools"
+    for names_offered in offered:
+        assert "context__remember_fact" in names_offered
+        assert len(names_offered) == len(set(names_offered)), f"a tool offered twice: {names_offered}"
