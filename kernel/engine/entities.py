@@ -45,6 +45,10 @@ class BatchOutcome:
     results: list[OperationOutcome]
 
 
+#: No live state object: the state is still the stored JSON.
+MISSING = object()
+
+
 class ParsedStates:
     """The last state each recently run entity ended a batch with, as the live object its function
     left, beside the JSON it was stored as. The next batch of that entity starts from the object
@@ -123,10 +127,6 @@ def _run_sdk_entity(handler: Any, name: str, key: str, exists: bool, state: str 
     return context._exists, df_dumps(context._state), context._state, encoded
 
 
-#: No live state object: the state is still the stored JSON.
-MISSING = object()
-
-
 def run_batch(spec: FunctionSpec | None, entity_id: str, exists: bool, state: str | None,
               requests: list[dict[str, Any]], states: ParsedStates | None = None) -> BatchOutcome:
     """Run ``requests`` (``op``/``input``) as one batch; never raises for user errors. With
@@ -148,7 +148,7 @@ def run_batch(spec: FunctionSpec | None, entity_id: str, exists: bool, state: st
             new_state = new_state if new_exists else None
             if states is not None and new_state is not None and live is not MISSING:
                 states.put(entity_id, new_state, live)
-            outcomes = [OperationOutcome(r, is_error, result) for r, (is_error, result) in zip(requests, done)]
+            outcomes = [OperationOutcome(r, is_error, result) for r, (is_error, result) in zip(requests, done, strict=True)]
             return BatchOutcome(new_exists, new_state, outcomes)
         payload = json.dumps({"self": {"name": name, "key": key}, "exists": exists, "state": state, "batch": batch})
         output = json.loads(handler(**{str(spec.trigger["name"]): EntityContext(payload)}))
