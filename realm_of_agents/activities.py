@@ -29,7 +29,6 @@ from realm_of_agents.tracing import run_traced
 from realm_of_agents.turn import ARCHIVE, ASSESS, CONTEXT_SERVER, GRANT_EVENT, MODEL, PUBLISH
 
 log = logging.getLogger("aos.realm.turn")
-_context_tools: list[dict[str, Any]] = []
 _context_specs: list[ToolSpec] = []
 
 
@@ -150,24 +149,16 @@ def _tool_spec(tool: dict[str, Any]) -> ToolSpec:
 
 
 async def _context_tool_specs(agent_id: str) -> list[ToolSpec]:
-    """The context tools as the model is offered them: built once (they never change)."""
+    """The context server's tools as the model is offered them: the same for every agent and call,
+    so listed once through the protocol and built once."""
     if not _context_specs:
-        built = [_tool_spec(t) for t in await _context_tool_list(agent_id)]
-        if not _context_specs:  # concurrent first calls all built it: one keeps it
-            _context_specs.extend(built)
-    return list(_context_specs)
-
-
-async def _context_tool_list(agent_id: str) -> list[dict[str, Any]]:
-    """The context server's tools: the same for every agent and call, so listed once through the protocol."""
-    if not _context_tools:
         from realm_of_agents.context_server import SnapshotBackend, list_context_tools  # the mcp SDK: on first use
 
         listing_backend = SnapshotBackend({}, services().archive)
-        listed = [{"server": CONTEXT_SERVER, **t} for t in await list_context_tools(agent_id, listing_backend)]
-        if not _context_tools:  # concurrent first calls all listed them: one keeps the list
-            _context_tools.extend(listed)
-    return list(_context_tools)
+        built = [_tool_spec({"server": CONTEXT_SERVER, **t}) for t in await list_context_tools(agent_id, listing_backend)]
+        if not _context_specs:  # concurrent first calls all listed them: one keeps the list
+            _context_specs.extend(built)
+    return list(_context_specs)
 
 
 async def tool_call(request: dict[str, Any]) -> dict[str, Any]:

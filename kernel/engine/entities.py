@@ -91,8 +91,9 @@ def _run_sdk_entity(handler: Any, name: str, key: str, exists: bool, state: str 
     the context's parts instead of its JSON and returning the parts instead of the response JSON:
     the same ``DurableEntityContext``, operations run in order on it, an exception makes that
     operation's result its text (``is_error``), each result and the final state encoded with the
-    SDK's ``df_dumps`` after the last operation. What this saves per batch is parsing the state (when ``parsed`` holds it),
-    encoding the response with the state nested in it as a string, and parsing that back.
+    SDK's ``df_dumps`` after the last operation. What this saves per batch is parsing the state
+    (when ``parsed`` holds it), encoding the response with the state nested in it as a string, and
+    parsing that back.
     Returns (exists, state JSON, live state object or ``MISSING`` when it is still raw, results)."""
     from azure.durable_functions.entity import InternalEntityException
     from azure.durable_functions.models.DurableEntityContext import DurableEntityContext

@@ -44,6 +44,11 @@ def event(event_type: int, when: datetime, event_id: int = -1, **fields: Any) ->
     return body
 
 
+def marked(ev: dict[str, Any], played: bool) -> dict[str, Any]:
+    """The event as the SDK reads it, ``IsPlayed`` set (old events are played, this episode's are not)."""
+    return {**ev, "IsPlayed": played}
+
+
 def encode(ev: dict[str, Any], played: bool) -> str:
-    """The event's JSON with ``IsPlayed`` set (old events are played, this episode's are not)."""
-    return json.dumps({**ev, "IsPlayed": played}, separators=(",", ":"))
+    """The event's JSON with ``IsPlayed`` set."""
+    return json.dumps(marked(ev, played), separators=(",", ":"))

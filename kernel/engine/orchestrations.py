@@ -304,7 +304,7 @@ class Episode:
         session, inst.replay = inst.replay, None  # kept again only after this episode succeeds
         if session is not None and session.execution_id == inst.execution_id and session.seen <= len(inst.history):
             try:
-                raw = session.resume(inst.history[session.seen:], [{**ev, "IsPlayed": False} for ev in self.new_events])
+                raw = session.resume(inst.history[session.seen:], [h.marked(ev, False) for ev in self.new_events])
             except Exception as error:
                 if reported_failure(error):
                     raise
@@ -409,7 +409,7 @@ class Episode:
         self.inst.history.extend(h.encode(ev, True) for ev in events)
         self.inst.updated_at = format_timestamp(self.now)
         if self.inst.replay is not None:  # the kept replay gets the events it has not seen as dicts
-            self.inst.replay.pending.extend({**ev, "IsPlayed": True} for ev in events[self.fed:])
+            self.inst.replay.pending.extend(h.marked(ev, True) for ev in events[self.fed:])
 
     def _finish(self, status: str, output: str | None, final_event: dict[str, Any]) -> None:
         inst = self.inst

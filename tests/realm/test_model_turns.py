@@ -75,8 +75,7 @@ async def test_agents_making_their_first_model_calls_at_once_offer_each_tool_onc
     run concurrently (each waiting on that listing) still offer the model each tool once."""
     from realm_of_agents import activities
 
-    activities._context_tools.clear()  # this process's first use, whatever ran before
-    activities._context_specs.clear()
+    activities._context_specs.clear()  # this process's first use, whatever ran before
     configs = tmp_path / "agent_configs"
     configs.mkdir()
     names = [f"clerk-{n}" for n in range(4)]
