@@ -93,8 +93,14 @@ def set_status(state: State, status: str) -> tuple[State, Result]:
     return new, {"status": new["status"]}
 
 
-def context_view(state: State) -> Result:
-    """What a turn needs of the state: everything but the queue and the idempotency digests."""
+def context_view(state: State, event_id: str | None = None) -> Result:
+    """What a turn needs of the state: everything but the queue and the idempotency digests.
+
+    Given the turn's ``event_id`` while that event still waits in the inbox, only where it waits:
+    a queued turn asks again when granted, and carrying the whole state into its history for
+    nothing cost an encode, a stored copy and a parse of it per queued turn."""
+    if event_id is not None and _queued(state, event_id):
+        return {"id": state["id"], "status": state["status"], "queued": True, "inbox_size": len(state["inbox"])}
     view = {key: value for key, value in state.items() if key not in ("inbox", "processed")}
     view["inbox_size"] = len(state["inbox"])
     return view
@@ -113,14 +119,13 @@ def enqueue(state: State, event_id: str, sequence: int | None = None) -> tuple[S
         return state, {"decision": "refused", "reason": "agent is retired"}
     if len(state["inbox"]) >= INBOX_LIMIT:
         return state, {"decision": "refused", "reason": f"inbox holds {INBOX_LIMIT} events already"}
-    new = deepcopy(state)
-    entry = {"id": event_id, "seq": sequence}
-    position = len(new["inbox"])
+    inbox = list(state["inbox"])
+    position = len(inbox)
     if sequence is not None:
-        while position > 0 and (new["inbox"][position - 1].get("seq") or -1) > sequence:
+        while position > 0 and (inbox[position - 1].get("seq") or -1) > sequence:
             position -= 1
-    new["inbox"].insert(position, entry)
-    return new, {"decision": "queued", "position": position + 1}
+    inbox.insert(position, {"id": event_id, "seq": sequence})
+    return {**state, "inbox": inbox}, {"decision": "queued", "position": position + 1}
 
 
 def begin(state: State, event_id: str, sequence: int | None = None) -> tuple[State, Result]:
@@ -139,11 +144,7 @@ def begin(state: State, event_id: str, sequence: int | None = None) -> tuple[Sta
         if result["decision"] != "queued":
             return state, result
     if new["current"] is None and new["status"] == "sleeping" and new["inbox"][0]["id"] == event_id:
-        new = deepcopy(new)
-        new["inbox"].pop(0)
-        new["current"] = event_id
-        new["status"] = "working"
-        return new, {"decision": "start"}
+        return {**new, "inbox": new["inbox"][1:], "current": event_id, "status": "working"}, {"decision": "start"}
     position = next(i for i, entry in enumerate(new["inbox"]) if entry["id"] == event_id) + 1
     return new, {"decision": "queued", "position": position}
 
@@ -155,11 +156,11 @@ def finish(state: State, event_id: str, turn: dict[str, Any], at: str) -> tuple[
             return state, {"next": None, "duplicate": True}
         raise OperationError(f"turn for event '{event_id}' is not the agent's current turn")
     budget = _budget(state)
-    new = deepcopy(state)
-    new["memory"] = remember_turn(new["memory"], turn["digest"], budget, turn.get("summary_lines"))
+    new = _renewed(state)
+    new["memory"] = remember_turn(state["memory"], turn["digest"], budget, turn.get("summary_lines"))
     for fact in turn.get("facts", []):
         new["memory"] = pin_fact(new["memory"], fact, budget)
-    counters = new["counters"]
+    counters = new["counters"] = dict(state["counters"])
     counters["turns"] += 1
     outcome = turn["digest"]["outcome"]
     if outcome in ("declined", "failed", "refused"):  # refused: a policy stopped it (states from before lack the key)
@@ -167,12 +168,21 @@ def finish(state: State, event_id: str, turn: dict[str, Any], at: str) -> tuple[
     counters["tool_calls"] += int(turn.get("tool_calls", 0))
     counters["tokens_in"] += int(turn.get("tokens_in", 0))
     counters["tokens_out"] += int(turn.get("tokens_out", 0))
-    new["goals"] = [_apply_goal_update(goal, turn.get("goal_updates", {}), at) for goal in new["goals"]]
-    new["processed"] = (new["processed"] + [_digest(event_id)])[-PROCESSED_IDS_KEPT:]
+    new["goals"] = [_apply_goal_update(goal, turn.get("goal_updates", {}), at) for goal in state["goals"]]
+    new["processed"] = (state["processed"] + [_digest(event_id)])[-PROCESSED_IDS_KEPT:]
     return _hand_over(_fit(new))
 
 
+def _renewed(state: State) -> State:
+    """A copy of ``state`` that an operation may change at its top level and in its inbox; the rest
+    is shared with ``state``, so whatever else the operation changes it replaces, never mutates
+    (operations never change what they were given: a failed entity operation keeps such changes).
+    A full copy through JSON cost an encode and a parse of the whole state per operation."""
+    return {**state, "inbox": list(state["inbox"])}
+
+
 def _hand_over(state: State) -> tuple[State, Result]:
+    """Release the turn and give the next queued event its turn (``state``: an operation's own copy)."""
     state["current"] = None
     if state["status"] in ("paused", "retired"):
         return state, {"next": None}
@@ -189,8 +199,8 @@ def skip(state: State, event_id: str) -> tuple[State, Result]:
     started) and hand over the next one, so a lost turn never wedges the agent."""
     if state["current"] != event_id:
         return state, {"next": None}
-    new = deepcopy(state)
-    new["processed"] = (new["processed"] + [_digest(event_id)])[-PROCESSED_IDS_KEPT:]
+    new = _renewed(state)
+    new["processed"] = (state["processed"] + [_digest(event_id)])[-PROCESSED_IDS_KEPT:]
     return _hand_over(new)
 
 
@@ -198,7 +208,7 @@ def release_after_pause(state: State) -> tuple[State, Result]:
     """On resume, hand the next queued event to a new turn if none is running."""
     if state["status"] != "sleeping" or state["current"] is not None:
         return state, {"next": None}
-    return _hand_over(deepcopy(state))
+    return _hand_over(_renewed(state))
 
 
 def remember(state: State, fact: str, at: str) -> tuple[State, Result]:

@@ -31,7 +31,7 @@ OPERATIONS: dict[str, Operation] = {
     "remember": lambda s, i: agent_state.remember(s, i["fact"], i["at"]),
     "update_goal": lambda s, i: agent_state.update_goal(s, i["goal_id"], i["change"], i["at"]),
     "get": lambda s, i: (s, s),
-    "context": lambda s, i: (s, agent_state.context_view(s)),
+    "context": lambda s, i: (s, agent_state.context_view(s, i.get("event_id"))),
 }
 
 

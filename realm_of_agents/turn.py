@@ -130,9 +130,11 @@ def turn_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any,
 def _begin(context: df.DurableOrchestrationContext, entity: df.EntityId,
            ask: dict[str, Any]) -> Generator[Any, Any, tuple[dict[str, Any], dict[str, Any]]]:
     """Ask the entity for the turn and read the agent's state, in one entity batch (``begin`` runs
-    first; ``context`` only reads). The state is used only when the decision is ``start``."""
-    decision, state = yield context.task_all([context.call_entity(entity, "begin", ask),
-                                             context.call_entity(entity, "context", {"for": context.instance_id})])
+    first; ``context`` only reads). The state is used only when the decision is ``start``; while the
+    event is queued, ``context`` answers with its place only."""
+    decision, state = yield context.task_all([
+        context.call_entity(entity, "begin", ask),
+        context.call_entity(entity, "context", {"for": context.instance_id, "event_id": ask["event_id"]})])
     return decision, state
 
 

@@ -196,3 +196,62 @@ def test_state_stays_under_budget_after_many_turns() -> None:
             sizes[n] = len(entity.state.encode())
     assert sizes[1000] <= CONFIGS.agents["cfo"].memory.max_state_bytes
     assert sizes[1000] - sizes[500] <= 4  # flat but for counter digits
+
+
+def _lived_in_state() -> dict[str, Any]:
+    """A configured agent with a remembered past, a fact, a running turn and two queued events."""
+    from realm_of_agents import agent_state
+
+    state = agent_state.new_state("cfo")
+    state, _ = agent_state.configure(state, CFO, "v1", AT)
+    for n in range(15):
+        state, _ = agent_state.begin(state, f"past{n}")
+        state, _ = agent_state.finish(state, f"past{n}", _turn(facts=[f"fact {n % 3}"]), AT)
+    for event_id in ("now", "next", "later"):
+        state, _ = agent_state.begin(state, event_id)
+    return state
+
+
+@pytest.mark.parametrize("operation, payload", [
+    ("enqueue", {"event_id": "new", "seq": 1}),
+    ("begin", {"event_id": "new"}),
+    ("begin", {"event_id": "now"}),
+    ("finish", {"event_id": "now", "turn": _turn(facts=["learned"], tool_calls=2, tokens_in=5,
+                goal_updates={"budget-adherence": {"action": "progress", "progress": 10},
+                              "weekly-forecast": {"action": "touch", "turn_id": "t"}}), "at": AT}),
+    ("skip", {"event_id": "now"}),
+    ("release", {}),
+    ("remember", {"fact": "pinned by hand", "at": AT}),
+    ("update_goal", {"goal_id": "budget-adherence", "change": {"action": "complete"}, "at": AT}),
+    ("pause", {}),
+    ("context", {"for": "someone"}),
+])
+def test_an_operation_never_changes_the_state_it_was_given(operation: str, payload: dict) -> None:
+    """Operations share unchanged parts of the state with the one they return instead of copying
+    it whole: whatever they change must be replaced, never mutated, or a failed operation's
+    changes would survive in the SDK's state and in the engine's kept copy."""
+    from realm_of_agents.entity import apply
+
+    given = _lived_in_state()
+    before = json.dumps(given, sort_keys=True)
+    new, _ = apply(operation, given, "cfo", payload)
+    assert json.dumps(given, sort_keys=True) == before
+    if operation not in ("context", "release") and payload.get("event_id") != "now" or operation in ("finish", "skip"):
+        assert json.dumps(new, sort_keys=True) != before  # the operation did change something
+
+
+def test_a_queued_turn_reads_only_its_place_and_the_granted_turn_the_whole_state() -> None:
+    entity = Entity()
+    entity.run(("configure", {"config": CFO, "version": "v1", "at": AT}))
+    first = entity.run(("begin", {"event_id": "e1"}), ("context", {"for": "turn-1", "event_id": "e1"}))
+    second = entity.run(("begin", {"event_id": "e2"}), ("context", {"for": "turn-2", "event_id": "e2"}))
+    assert first[0] == {"decision": "start"} and first[1]["config"]["purpose"] == CFO["purpose"]
+    assert second == [{"decision": "queued", "position": 1},
+                      {"id": "cfo", "status": "working", "queued": True, "inbox_size": 1}]
+    entity.run(("finish", {"event_id": "e1", "turn": _turn(), "at": AT}))
+    granted = entity.run(("begin", {"event_id": "e2"}), ("context", {"for": "turn-2", "event_id": "e2"}))
+    assert granted[0] == {"decision": "start"}
+    assert granted[1]["config"]["purpose"] == CFO["purpose"] and granted[1]["current"] == "e2"
+    # a turn started before this answer existed asks without its event id: the whole state
+    (old_style,) = entity.run(("context", {"for": "turn-2"}))
+    assert old_style["config"]["purpose"] == CFO["purpose"]
