@@ -11,10 +11,10 @@ not. Each finished turn is written twice through the kernel ports:
   a search text of at most :data:`SEARCH_TEXT_CHARS` characters.
 
 Saving is idempotent: the same record gives the same blob name and the same RowKey, so a retried
-save overwrites both. The blob carries the RowKey's time part as metadata, so a re-save of the
-same turn with a different ``finished`` time replaces the old index row instead of adding one.
-The blob is first written create-only, so a first save (nearly all of them) reads nothing; only
-a save that finds the blob there reads that metadata and overwrites.
+save overwrites both. A re-save of the same turn with a different ``finished`` time replaces the
+old index row instead of adding one: the RowKey's time part comes from the record, so the one
+already stored names the old row. The blob is first written create-only, so a first save (nearly
+all of them) reads nothing; only a save that finds the blob there reads it and overwrites.
 
 Search is lexical (``purpose.terms``: stop words dropped, light stemming) over the index rows'
 text. Table storage has no full-text index, so a search reads rows and scores them here; to keep
@@ -43,7 +43,6 @@ SEARCH_SCAN_ROWS = 2000
 #: Inverted-time base: 13 digits of milliseconds cover every date up to the year 2286.
 _TIME_DIGITS = 13
 _TIME_BASE = 10**_TIME_DIGITS - 1
-_ROW_TIME_METADATA = "rowtime"
 _INDEX_FIELDS = ("turn_id", "time", "event_type", "event_id", "outcome", "text", "tool_calls")
 
 
@@ -73,20 +72,14 @@ class TurnArchive:
             body = json.dumps(dict(record), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         except (TypeError, ValueError) as error:
             raise ValueError(f"turn {turn_id!r} of agent {agent_id!r} is not plain JSON: {error}") from error
-        metadata = {_ROW_TIME_METADATA: row_time}
         previous_time: str | None = None
         existed = False
         try:  # create-only: a first attempt (nearly every call) needs no read
-            await self._blobs.put(self.container, name, body, content_type="application/json", metadata=metadata,
-                                  overwrite=False)
+            await self._blobs.put(self.container, name, body, content_type="application/json", overwrite=False)
         except AlreadyExists:  # a retry: learn where its index row went, then overwrite
             existed = True
-            try:
-                info = await self._blobs.properties(self.container, name)
-                previous_time = dict(info.metadata).get(_ROW_TIME_METADATA)
-            except NotFound:  # deleted in between: nothing of it to clean up
-                pass
-            await self._blobs.put(self.container, name, body, content_type="application/json", metadata=metadata)
+            previous_time = await self._stored_row_time(name, turn_id)
+            await self._blobs.put(self.container, name, body, content_type="application/json")
         event = record.get("event") if isinstance(record.get("event"), Mapping) else {}
         steps = record.get("steps") if isinstance(record.get("steps"), list) else []
         await self._tables.upsert(
@@ -106,6 +99,15 @@ class TurnArchive:
         if previous_time is not None and previous_time != row_time:
             await self._tables.delete(self.table, agent_id, f"{previous_time}-{turn_id}")
         return existed
+
+    async def _stored_row_time(self, name: str, turn_id: str) -> str | None:
+        """The RowKey time part of the turn record stored as ``name`` (``None``: gone, or not a record;
+        blobs from before this held it as metadata too, and their record gives the same value)."""
+        try:
+            stored = json.loads(await self._blobs.get(self.container, name))
+            return _row_time(stored.get("finished") or stored.get("started"), turn_id)
+        except (NotFound, ValueError, TypeError, AttributeError):
+            return None
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -35,6 +35,17 @@ async def test_properties_carry_content_type_metadata_and_etag(blob_store: BlobS
     assert (info.etag, info.size, info.content_type, dict(info.metadata)) == (plain, 0, "application/octet-stream", {})
 
 
+async def test_an_overwrite_keeps_nothing_of_the_old_content_type_and_metadata(blob_store: BlobStore,
+                                                                                unique: str) -> None:
+    container = f"c-{unique}"
+    await blob_store.put(container, "t.json", b"{}", content_type="text/plain", metadata={"agent": "cfo"})
+    await blob_store.put(container, "t.json", b"{}", content_type="application/json")
+    info = await blob_store.properties(container, "t.json")
+    assert (info.content_type, dict(info.metadata)) == ("application/json", {})
+    await blob_store.put(container, "t.json", b"{}")  # no content type given: the default, as Azure does
+    assert (await blob_store.properties(container, "t.json")).content_type == "application/octet-stream"
+
+
 async def test_overwrite_replaces_and_changes_the_etag(blob_store: BlobStore, unique: str) -> None:
     container = f"c-{unique}"
     first = await blob_store.put(container, "x", b"one")
