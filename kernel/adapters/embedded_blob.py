@@ -11,13 +11,14 @@ Writes go to a temporary file that is flushed (and, with ``fsync``, synced to di
 renamed over the blob (``os.replace``), so a reader sees either the old or the new bytes, never a
 torn write. Without ``fsync`` a written blob survives the process being killed, not a power cut:
 the same guarantee as the engine's SQLite state at ``synchronous=NORMAL`` (``AOS_EMBEDDED_SYNC``,
-``kernel/durability.py``). The ETag is
-a hash of the bytes, so a file dropped into the folder by hand is a valid blob too. A blob without a
-record has the content type its name's extension implies (``application/json`` for ``.json``;
-``application/octet-stream`` when none does) and no metadata: a write that would record exactly
-that writes no record, which spares a file creation per write (on these machines creating a file
-costs about 0.2 ms of kernel time, more than the rest of a small write). Container and blob names follow ``kernel.ports`` checks, which also reject
-'..' traversal; a name whose folder part collides with an existing blob ("a" and "a/b") is refused.
+``kernel/durability.py``). The ETag is a hash of the bytes, so a file dropped into the folder by
+hand is a valid blob too. A blob without a record has the content type its name's extension
+implies in Python's own table, the same on every machine (``application/json`` for ``.json``;
+``application/octet-stream`` when none does), and no metadata: a write that would record exactly
+that writes no record, which spares a file creation per write (creating a file costs about 0.2 ms
+of kernel time on the development VM, more than the rest of a small write). Container and blob
+names follow ``kernel.ports`` checks, which also reject '..' traversal; a name whose folder part
+collides with an existing blob ("a" and "a/b") is refused.
 Blocking file work runs in a worker thread (``asyncio.to_thread``), except a small write without
 ``fsync`` and a small blob's properties: a few file-system calls on a local disk take less than
 handing them to a thread and back, so they run inline (``INLINE_LIMIT``), taking the store's lock
@@ -27,8 +28,8 @@ only if it is free.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import functools
+import hashlib
 import json
 import mimetypes
 import os
@@ -46,9 +47,13 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 INLINE_LIMIT = 256 * 1024
 
 
+#: Python's built-in extension table only (not the system's files), so a blob reads the same everywhere.
+_BUILT_IN_TYPES = mimetypes.MimeTypes()
+
+
 @functools.lru_cache(maxsize=64)
 def _type_of_suffix(suffix: str) -> str:
-    return mimetypes.guess_type("blob" + suffix, strict=True)[0] or DEFAULT_CONTENT_TYPE
+    return _BUILT_IN_TYPES.guess_type("blob" + suffix, strict=True)[0] or DEFAULT_CONTENT_TYPE
 
 
 def implied_content_type(name: str) -> str:
