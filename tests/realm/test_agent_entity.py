@@ -236,7 +236,8 @@ def test_an_operation_never_changes_the_state_it_was_given(operation: str, paylo
     before = json.dumps(given, sort_keys=True)
     new, _ = apply(operation, given, "cfo", payload)
     assert json.dumps(given, sort_keys=True) == before
-    if operation not in ("context", "release") and payload.get("event_id") != "now" or operation in ("finish", "skip"):
+    reads_only = operation in ("context", "release") or (operation == "begin" and payload["event_id"] == "now")
+    if not reads_only:  # release: nothing queued behind a running turn; begin of the current event: already started
         assert json.dumps(new, sort_keys=True) != before  # the operation did change something
 
 
