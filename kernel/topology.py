@@ -16,7 +16,6 @@ from typing import Any
 from kernel.config.loader import ConfigSet
 from kernel.config.models import DEFAULT_EVENTS_TOPIC, AgentConfig
 from kernel.config.problems import Problem
-from kernel.namespaces import address_of
 
 AGENT_EVENTS = DEFAULT_EVENTS_TOPIC
 AGENT_OUTPUTS = "agent-outputs"
@@ -64,23 +63,23 @@ def agent_rule_sql(agent: AgentConfig, topic: str) -> str | None:
 
 
 def build_topology(configs: ConfigSet) -> tuple[dict[str, Any], list[Problem]]:
-    """Topology JSON for the enabled agents in ``configs``, and problems (over-long filters)."""
+    """Topology JSON for the enabled agents in ``configs``, and problems (over-long filters).
+
+    One pass over the agents in address order, each config read once and let go (ten thousand
+    declared agents are never all built at once)."""
     problems: list[Problem] = []
-    agents = [agent for agent in configs.agents.values() if agent.enabled]
-    event_topics = sorted(
-        {AGENT_EVENTS} | {s.topic for agent in agents for s in agent.subscriptions}
-    )
-    topics: list[dict[str, Any]] = []
-    for topic in event_topics:
-        rules: list[dict[str, str]] = []
-        if topic == AGENT_EVENTS:
-            rules.append({"name": "direct", "sql": "sys.To IS NOT NULL"})
-        for agent in sorted(agents, key=address_of):
+    agent_rules: dict[str, list[dict[str, str]]] = {AGENT_EVENTS: []}
+    for address in sorted(configs.agents):
+        agent = configs.agents[address]
+        if not agent.enabled:
+            continue
+        for topic in dict.fromkeys(s.topic for s in agent.subscriptions):
+            rules = agent_rules.setdefault(topic, [])
             sql = agent_rule_sql(agent, topic)
             if sql is None:
                 continue
             if len(sql) > MAX_SQL_FILTER_CHARS:
-                source = configs.source("agent", address_of(agent))
+                source = configs.source("agent", address)
                 problems.append(
                     Problem(
                         file=source.file,
@@ -92,7 +91,10 @@ def build_topology(configs: ConfigSet) -> tuple[dict[str, Any], list[Problem]]:
                     )
                 )
                 continue
-            rules.append({"name": f"agent-{address_of(agent)}", "sql": sql})
+            rules.append({"name": f"agent-{address}", "sql": sql})
+    topics: list[dict[str, Any]] = []
+    for topic in sorted(agent_rules):
+        rules = ([{"name": "direct", "sql": "sys.To IS NOT NULL"}] if topic == AGENT_EVENTS else []) + agent_rules[topic]
         subscriptions = [_subscription(REALM_SUBSCRIPTION, rules or [{"name": "none", "sql": "1=0"}])]
         if topic == AGENT_EVENTS:
             subscriptions.append(_subscription(WORKFLOWS_SUBSCRIPTION, workflow_rules(configs)))

@@ -14,12 +14,12 @@ has a route to them.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kernel import namespaces as ns
 from kernel.config.models import DEFAULT_EVENTS_TOPIC, AgentConfig, NamespaceConfig
+from kernel.config.subscribers import Subscribers
 from kernel.messages import Envelope
 
 
@@ -30,24 +30,20 @@ class Routing:
 
 
 def route(envelope: Envelope, agents: Mapping[str, AgentConfig], topic: str = DEFAULT_EVENTS_TOPIC,
-          namespaces: Mapping[str, NamespaceConfig] | None = None) -> Routing:
-    """``agents`` by address; ``namespaces`` (the namespace documents) for routes between namespaces."""
+          namespaces: Mapping[str, NamespaceConfig] | None = None, subscribers: Subscribers | None = None) -> Routing:
+    """``agents`` by address; ``namespaces`` (the namespace documents) for routes between namespaces;
+    ``subscribers``: the agents' subscriptions already indexed (``ConfigSet.subscribers``), else
+    they are indexed for this call."""
     if envelope.to:
         if envelope.to in agents:
             return Routing([envelope.to])
         return Routing([], unknown_agent=envelope.to)
     origin = ns.event_namespace(envelope, agents)
-    matched = [
-        address
-        for address, agent in sorted(agents.items())
-        if agent.enabled and address != envelope.source and subscribed(agent, envelope.type, topic)
-        and ns.routed(namespaces or {}, origin, agent.namespace, "agents", agent.id)
-    ]
+    candidates = (subscribers or Subscribers(agents)).of(topic, envelope.type)
+    matched = []
+    for address in candidates:
+        namespace, agent_id = ns.split(address)
+        if address != envelope.source and ns.routed(namespaces or {}, origin, namespace, "agents", agent_id):
+            matched.append(address)
     return Routing(matched)
 
-
-def subscribed(agent: AgentConfig, event_type: str, topic: str = DEFAULT_EVENTS_TOPIC) -> bool:
-    return any(
-        subscription.topic == topic and any(fnmatch.fnmatchcase(event_type, p) for p in subscription.event_types)
-        for subscription in agent.subscriptions
-    )

@@ -20,14 +20,13 @@ traceparent); the event handed to each turn carries this span's traceparent, so 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import azure.durable_functions as df
 from opentelemetry.trace import Span, SpanKind
 from pydantic import ValidationError
 
-from kernel.config.models import AgentConfig, NamespaceConfig
+from kernel.config.loader import ConfigSet
 from kernel.messages import Envelope, describe_invalid
 from kernel.telemetry.spans import WAKE, clean, fail, messaging, span, stamp
 from kernel.topology import AGENT_EVENTS
@@ -62,7 +61,6 @@ class WakeReport:
 async def wake(deliveries: list[Delivery], client: df.DurableOrchestrationClient, realm: RealmServices) -> WakeReport:
     report = WakeReport()
     configs = await realm.current_configs()
-    agents = configs.agents
     for delivery in deliveries:
         envelope: Envelope | None = None
         try:
@@ -79,16 +77,16 @@ async def wake(deliveries: list[Delivery], client: df.DurableOrchestrationClient
                 report.dead_lettered.append(await realm.deadletters.record(
                     kind="malformed", reason=reason, body=delivery.body, source=SOURCE, message_id=delivery.message_id))
                 continue
-            await _wake_agents(envelope, delivery, agents, client, realm, report, current, configs.namespaces)
+            await _wake_agents(envelope, delivery, configs, client, realm, report, current)
     return report
 
 
-async def _wake_agents(envelope: Envelope, delivery: Delivery, agents: Mapping[str, AgentConfig],
+async def _wake_agents(envelope: Envelope, delivery: Delivery, configs: ConfigSet,
                        client: df.DurableOrchestrationClient, realm: RealmServices, report: WakeReport,
-                       current: Span, namespaces: Mapping[str, NamespaceConfig]) -> None:
+                       current: Span) -> None:
     current.set_attributes(clean({"aos.event.id": envelope.id, "aos.event.type": envelope.type,
                                   "aos.event.source": envelope.source, "aos.to": envelope.to}))
-    routing = route(envelope, agents, namespaces=namespaces)
+    routing = route(envelope, configs.agents, namespaces=configs.namespaces, subscribers=configs.subscribers())
     if routing.unknown_agent is not None:
         reason = f"event '{envelope.id}' ({envelope.type}) is addressed to agent '{routing.unknown_agent}', which is not declared"
         fail(current, reason)

@@ -12,6 +12,7 @@ Documents are keyed by their *address* (``kernel.namespaces``): the id in the de
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
+from kernel.config.documents import Documents, built, stored_form
 from kernel.config.errors import describe, translate
 from kernel.config.models import (
     DOCUMENT_MODELS,
@@ -39,6 +41,7 @@ from kernel import namespaces as ns
 from kernel.config.parsing import JsonPath, ParseError, Parsed, format_path, parse
 from kernel.config.problems import Problem
 from kernel.config.references import MalformedReference, find_references
+from kernel.config.subscribers import Subscribers
 from kernel.workflows.models import WorkflowConfig
 from kernel.workflows.validation import workflow_problems
 
@@ -60,24 +63,32 @@ class Source:
     """Where a document came from and which version of it is loaded."""
 
     file: str
-    line: int
     version: str
+
+    @functools.cached_property
+    def line(self) -> int:
+        """The line of the document's ``id`` (an adapter's ``name``), read from the file when first
+        asked: only messages name it, so positions are not worked out for every file at load."""
+        return _id_line(self.file)
 
 
 @dataclass
 class ConfigSet:
-    """The documents that passed validation, and the problems of those that did not."""
+    """The documents that passed validation, and the problems of those that did not.
 
-    agents: dict[str, AgentConfig] = field(default_factory=dict)
-    adapters: dict[str, AdapterConfig] = field(default_factory=dict)
-    mcp_servers: dict[str, McpServerConfig] = field(default_factory=dict)
-    endpoints: dict[str, InferenceEndpointConfig] = field(default_factory=dict)
-    policies: dict[str, PolicyConfig] = field(default_factory=dict)
-    namespaces: dict[str, NamespaceConfig] = field(default_factory=dict)
-    workflows: dict[str, WorkflowConfig] = field(default_factory=dict)
+    Documents are held compactly and built when read (``kernel.config.documents``)."""
+
+    agents: Documents[AgentConfig] = field(default_factory=lambda: Documents(AgentConfig))
+    adapters: Documents[AdapterConfig] = field(default_factory=lambda: Documents(AdapterConfig))
+    mcp_servers: Documents[McpServerConfig] = field(default_factory=lambda: Documents(McpServerConfig))
+    endpoints: Documents[InferenceEndpointConfig] = field(default_factory=lambda: Documents(InferenceEndpointConfig))
+    policies: Documents[PolicyConfig] = field(default_factory=lambda: Documents(PolicyConfig))
+    namespaces: Documents[NamespaceConfig] = field(default_factory=lambda: Documents(NamespaceConfig))
+    workflows: Documents[WorkflowConfig] = field(default_factory=lambda: Documents(WorkflowConfig))
     sources: dict[tuple[str, str], Source] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    _subscribers: Subscribers | None = field(default=None, repr=False, compare=False)
 
     @property
     def errors(self) -> list[Problem]:
@@ -87,7 +98,7 @@ class ConfigSet:
     def ok(self) -> bool:
         return not self.errors
 
-    def by_kind(self, kind: str) -> dict[str, Any]:
+    def by_kind(self, kind: str) -> Documents[Any]:
         return {"agent": self.agents, "adapter": self.adapters, "mcp_server": self.mcp_servers,
                 "inference_endpoint": self.endpoints, "policy": self.policies, "namespace": self.namespaces,
                 "workflow": self.workflows}[kind]
@@ -95,13 +106,49 @@ class ConfigSet:
     def source(self, kind: str, doc_id: str) -> Source:
         return self.sources[(kind, doc_id)]
 
+    def subscribers(self) -> Subscribers:
+        """The agents' subscriptions indexed for routing, built on first use (a config set is not
+        changed once the store hands it out)."""
+        if self._subscribers is None:
+            self._subscribers = Subscribers(self.agents)
+        return self._subscribers
+
 
 @dataclass
 class _Loaded:
+    """One file that validated, held as its document's stored form while the whole set loads (the
+    documents are checked against each other after the last file), so the load's peak memory is
+    one file's, not every file's parsed data and models at once."""
+
     kind: str
-    document: Document
     file: str
-    parsed: Parsed
+    address: str
+    namespace: str
+    version: str
+    stored: Any
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.kind, self.address
+
+    @property
+    def document(self) -> Any:
+        return built(DOCUMENT_MODELS[self.kind], self.stored)
+
+    @functools.cached_property
+    def parsed(self) -> Parsed:
+        """The file parsed again, for the positions of a problem found between documents."""
+        try:
+            return parse(Path(self.file).read_text(encoding="utf-8"), suffix=Path(self.file).suffix)
+        except (OSError, UnicodeDecodeError, ParseError):
+            return Parsed({})
+
+
+def _kept(item: _Loaded, result: ConfigSet) -> bool:
+    """Whether ``item`` is the document ``result`` holds under its address (not a duplicate, not
+    dropped for an error)."""
+    source = result.sources.get(item.key)
+    return source is not None and source.file == item.file
 
 
 def load_configs(paths: Iterable[str | Path]) -> ConfigSet:
@@ -109,8 +156,9 @@ def load_configs(paths: Iterable[str | Path]) -> ConfigSet:
     result = ConfigSet()
     loaded: list[_Loaded] = []
     for path in discover(paths, result.problems):
-        result.files.append(str(path))
-        document = load_file(path, result.problems)
+        file = str(path)
+        result.files.append(file)
+        document = load_file(path, result.problems, file=file)
         if document is not None:
             loaded.append(document)
     _collect(loaded, result)
@@ -154,9 +202,10 @@ def discover(paths: Iterable[str | Path], problems: list[Problem]) -> list[Path]
     return found
 
 
-def load_file(path: Path, problems: list[Problem]) -> _Loaded | None:
-    """Parse and validate one file; on failure append problems and return None."""
-    file = str(path)
+def load_file(path: Path, problems: list[Problem], *, file: str | None = None) -> _Loaded | None:
+    """Parse and validate one file; on failure append problems and return None. ``file``: the
+    path as text, if the caller has it already (one string per file, however many refer to it)."""
+    file = file if file is not None else str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -201,7 +250,8 @@ def load_file(path: Path, problems: list[Problem]) -> _Loaded | None:
     if reference_problems:
         problems.extend(reference_problems)
         return None
-    return _Loaded(kind, document, file, parsed)
+    return _Loaded(kind, file, ns.address_of(document), getattr(document, "namespace", ns.DEFAULT),
+                   config_version(document), stored_form(document, parsed.data))
 
 
 def _kind_of(parsed: Parsed, path: Path, problems: list[Problem]) -> str | None:
@@ -305,8 +355,8 @@ def _collect(loaded: list[_Loaded], result: ConfigSet) -> None:
     """Add documents kind by kind under their addresses, refusing duplicate ids within a namespace
     (the first file wins)."""
     for item in loaded:
-        doc_id = ns.address_of(item.document)
-        key = (item.kind, doc_id)
+        doc_id = item.address
+        key = item.key
         if key in result.sources:
             first = result.sources[key]
             id_field = "name" if item.kind == "adapter" else "id"
@@ -323,20 +373,27 @@ def _collect(loaded: list[_Loaded], result: ConfigSet) -> None:
                 )
             )
             continue
-        position = item.parsed.position(("id",)) or item.parsed.position(("name",))
-        result.sources[key] = Source(item.file, position.line if position else 1, config_version(item.document))
-        result.by_kind(item.kind)[doc_id] = item.document
+        result.sources[key] = Source(item.file, item.version)
+        result.by_kind(item.kind).put_stored(doc_id, item.stored)
+
+
+def _id_line(file: str) -> int:
+    """The line of the ``id`` (else ``name``) in ``file`` as it is now; 1 if that cannot be told."""
+    try:
+        parsed = parse(Path(file).read_text(encoding="utf-8"), suffix=Path(file).suffix)
+    except (OSError, UnicodeDecodeError, ParseError):
+        return 1
+    position = parsed.position(("id",)) or parsed.position(("name",))
+    return position.line if position else 1
 
 
 def _check_namespaces(loaded: list[_Loaded], result: ConfigSet) -> None:
     """Each document's namespace must be declared (``default`` always is), adapters and endpoints
     are shared by all namespaces (so they stay in ``default``), and routes must lead somewhere."""
     for item in loaded:
-        document = item.document
-        address = ns.address_of(document)
-        if result.by_kind(item.kind).get(address) is not document:
+        address, namespace = item.address, item.namespace
+        if not _kept(item, result):
             continue  # a duplicate, already reported
-        namespace = getattr(document, "namespace", ns.DEFAULT)
         problem: Problem | None = None
         if item.kind in SHARED_KINDS and namespace != ns.DEFAULT:
             problem = _at(item.parsed, item.file, ("namespace",),
@@ -355,8 +412,8 @@ def _check_namespaces(loaded: list[_Loaded], result: ConfigSet) -> None:
             del result.by_kind(item.kind)[address]
             del result.sources[(item.kind, address)]
             continue
-        if isinstance(document, NamespaceConfig):
-            for index, route in enumerate(document.routes):
+        if item.kind == "namespace":
+            for index, route in enumerate(item.document.routes):
                 if route.to != ns.DEFAULT and route.to not in result.namespaces:
                     result.problems.append(_at(
                         item.parsed, item.file, ("routes", index, "to"),
@@ -365,7 +422,7 @@ def _check_namespaces(loaded: list[_Loaded], result: ConfigSet) -> None:
     for namespace, quota in sorted((n.id, n.quotas.agents) for n in result.namespaces.values()):
         declared = sorted(a for a in result.agents if ns.namespace_of(a) == namespace)
         if quota is not None and len(declared) > quota:
-            item = next(i for i in loaded if isinstance(i.document, NamespaceConfig) and i.document.id == namespace)
+            item = next(i for i in loaded if i.kind == "namespace" and i.document.id == namespace)
             result.problems.append(_at(
                 item.parsed, item.file, ("quotas", "agents"),
                 f"namespace '{namespace}' declares {len(declared)} agents but its quota is {quota}: the config sync "
@@ -377,12 +434,9 @@ def _check_references_between(loaded: list[_Loaded], result: ConfigSet) -> None:
     """Agents may only name adapters, endpoints, servers and tools that exist (in their namespace, or
     in another one a route grants); drop those that don't."""
     for item in loaded:
-        if item.kind != "agent" or not isinstance(item.document, AgentConfig):
-            continue
-        agent = item.document
-        address = ns.address_of(agent)
-        if result.agents.get(address) is not agent:
-            continue  # a duplicate or in an unknown namespace, already reported
+        if item.kind != "agent" or not _kept(item, result):
+            continue  # another kind, a duplicate or in an unknown namespace (already reported)
+        agent, address = item.document, item.address
         problems = list(_agent_reference_problems(agent, item, result))
         result.problems.extend(problems)
         if any(p.severity == "error" for p in problems):
@@ -508,12 +562,11 @@ def _check_policies(loaded: list[_Loaded], result: ConfigSet) -> None:
     """Warnings only: a policy is governance over agents, not part of them, so nothing it says
     may un-declare an agent (an error would drop the agent's document). What a policy forbids is
     refused at the point of use, audited; ``aos validate`` says so in advance."""
-    agents = {ns.address_of(item.document): item for item in loaded if item.kind == "agent"
-              and result.agents.get(ns.address_of(item.document)) is item.document}
+    agents = {item.address: item for item in loaded if item.kind == "agent" and _kept(item, result)}
     for item in loaded:
-        policy = item.document
-        if not isinstance(policy, PolicyConfig) or result.policies.get(ns.address_of(policy)) is not policy:
+        if item.kind != "policy" or not _kept(item, result):
             continue  # not a policy, or a duplicate (already reported)
+        policy = item.document
         result.problems.extend(_policy_problems(policy, item, result))
         if not policy.enabled:
             continue
@@ -590,13 +643,10 @@ def _check_workflows(loaded: list[_Loaded], result: ConfigSet) -> None:
     """Workflows may only address agents, tools and steps that exist (kernel.workflows.validation);
     a workflow with an error is dropped, like an agent with a dangling reference."""
     for item in loaded:
-        workflow = item.document
-        if not isinstance(workflow, WorkflowConfig):
-            continue
-        address = ns.address_of(workflow)
-        if result.workflows.get(address) is not workflow:
-            continue  # a duplicate or in an unknown namespace, already reported
-        problems = workflow_problems(workflow, item.parsed, item.file, result)
+        if item.kind != "workflow" or not _kept(item, result):
+            continue  # another kind, a duplicate or in an unknown namespace (already reported)
+        address = item.address
+        problems = workflow_problems(item.document, item.parsed, item.file, result)
         result.problems.extend(problems)
         if any(p.severity == "error" for p in problems):
             del result.workflows[address]

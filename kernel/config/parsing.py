@@ -1,6 +1,8 @@
 """Turning config text into data plus a map from JSON paths to source positions.
 
 JSON and YAML both go through here so that every later error can name a line and column.
+Positions are found only when something asks for one (an error, a document's line): composing a
+YAML node tree for every file costs about ten times the parse itself, and most files have no error.
 YAML is read with YAML 1.2-like rules for the scalars that most often surprise people: only
 ``true``/``false`` are booleans (``on``, ``yes`` and ``no`` stay strings) and dates stay strings.
 Duplicate keys are errors in both formats, since the last one silently winning hides mistakes.
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -33,21 +35,46 @@ class ParseError(Exception):
     column: int | None = None
 
 
-@dataclass
 class Parsed:
-    data: Any
-    keys: dict[JsonPath, Position] = field(default_factory=dict)
-    values: dict[JsonPath, Position] = field(default_factory=dict)
+    """Parsed data and, found from the text when first asked, where each JSON path stands."""
+
+    def __init__(self, data: Any, text: str | None = None) -> None:
+        self.data = data
+        self._text = text
+        self._keys: dict[JsonPath, Position] | None = None
+        self._values: dict[JsonPath, Position] | None = None
+
+    @property
+    def keys(self) -> dict[JsonPath, Position]:
+        return self._indexed()[0]
+
+    @property
+    def values(self) -> dict[JsonPath, Position]:
+        return self._indexed()[1]
 
     def position(self, path: JsonPath, *, prefer_key: bool = False) -> Position | None:
         """Where ``path`` stands; falls back to the nearest enclosing element."""
+        keys, values = self._indexed()
         for depth in range(len(path), -1, -1):
             prefix = path[:depth]
-            first, second = (self.keys, self.values) if prefer_key else (self.values, self.keys)
+            first, second = (keys, values) if prefer_key else (values, keys)
             found = first.get(prefix) or second.get(prefix)
             if found is not None:
                 return found
         return None
+
+    def _indexed(self) -> tuple[dict[JsonPath, Position], dict[JsonPath, Position]]:
+        if self._keys is None or self._values is None:
+            self._keys, self._values = {}, {}
+            node = None
+            if self._text is not None:
+                try:
+                    node = yaml.compose(self._text, Loader=_StrictYamlLoader)
+                except yaml.YAMLError:
+                    node = None  # valid JSON that YAML cannot compose (rare): positions are unknown
+            if node is not None:
+                _index(node, (), self._keys, self._values)
+        return self._keys, self._values
 
 
 class _StrictYamlLoader(yaml.SafeLoader):
@@ -66,16 +93,9 @@ _StrictYamlLoader.yaml_implicit_resolvers = {
 
 
 def parse(text: str, *, suffix: str) -> Parsed:
-    """Parse JSON (``.json``) or YAML (anything else) text, with positions for every path."""
+    """Parse JSON (``.json``) or YAML (anything else) text; positions are found when first asked."""
     data = _parse_json(text) if suffix == ".json" else _parse_yaml(text)
-    parsed = Parsed(data)
-    try:
-        node = yaml.compose(text, Loader=_StrictYamlLoader)
-    except yaml.YAMLError:
-        node = None  # valid JSON that YAML cannot compose (rare): positions are unknown
-    if node is not None:
-        _index(node, (), parsed)
-    return parsed
+    return Parsed(data, text)
 
 
 def _parse_json(text: str) -> Any:
@@ -98,10 +118,15 @@ def _parse_json(text: str) -> Any:
 
 def _parse_yaml(text: str) -> Any:
     try:
-        node = yaml.compose(text, Loader=_StrictYamlLoader)
-        if node is not None:
+        loader = _StrictYamlLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
             _reject_duplicate_keys(node)
-        return yaml.load(text, Loader=_StrictYamlLoader)  # noqa: S506 - a SafeLoader subclass
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         reason = " ".join(part for part in (error.context, error.problem) if part)
@@ -143,16 +168,16 @@ def _find_duplicate(text: str, key: str) -> tuple[int | None, int | None]:
     return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
-def _index(node: yaml.Node, path: JsonPath, parsed: Parsed) -> None:
-    parsed.values[path] = _position(node)
+def _index(node: yaml.Node, path: JsonPath, keys: dict[JsonPath, Position], values: dict[JsonPath, Position]) -> None:
+    values[path] = _position(node)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             child = path + (str(key_node.value),)
-            parsed.keys[child] = _position(key_node)
-            _index(value_node, child, parsed)
+            keys[child] = _position(key_node)
+            _index(value_node, child, keys, values)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _index(item, path + (index,), parsed)
+            _index(item, path + (index,), keys, values)
 
 
 def _position(node: yaml.Node) -> Position:

@@ -2,12 +2,14 @@
 
 Requests and triggers ask for the current configs often; re-reading every file each time is
 waste, and caching forever would miss a dropped-in config. A fingerprint of file names, sizes and
-modification times decides.
+modification times decides (kept as a digest: ten thousand files' names need not stay in memory
+twice).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 from pathlib import Path
 from typing import Sequence
@@ -22,7 +24,7 @@ class ConfigStore:
         self._paths = list(paths)
         self._recheck_seconds = recheck_seconds
         self._checked_at = float("-inf")
-        self._fingerprint: tuple[tuple[str, int, int], ...] | None = None
+        self._fingerprint: str | None = None
         self._current: ConfigSet | None = None
 
     def current(self, *, refresh: bool = False) -> ConfigSet:
@@ -41,19 +43,19 @@ class ConfigStore:
             self._fingerprint = fingerprint
         return self._current
 
-    def fingerprint(self) -> tuple[tuple[str, int, int], ...]:
-        """Names, modification times and sizes of the config files now: equal means unchanged."""
+    def fingerprint(self) -> str:
+        """A digest of the config files' names, modification times and sizes now: equal means unchanged."""
         return self._fingerprint_now()
 
-    def _fingerprint_now(self) -> tuple[tuple[str, int, int], ...]:
-        entries = []
+    def _fingerprint_now(self) -> str:
+        digest = hashlib.blake2b(digest_size=16)
         for path in discover(self._paths, []):
             try:
                 stat = path.stat()
             except OSError:
                 continue
-            entries.append((str(path), stat.st_mtime_ns, stat.st_size))
-        return tuple(entries)
+            digest.update(f"{path}\0{stat.st_mtime_ns}\0{stat.st_size}\n".encode())
+        return digest.hexdigest()
 
 
 def _keep_last_good(loaded: ConfigSet, previous: ConfigSet) -> None:
@@ -63,7 +65,7 @@ def _keep_last_good(loaded: ConfigSet, previous: ConfigSet) -> None:
     for (kind, doc_id), source in previous.sources.items():
         documents = loaded.by_kind(kind)
         if source.file in broken and doc_id not in documents:
-            documents[doc_id] = previous.by_kind(kind)[doc_id]
+            documents.adopt(doc_id, previous.by_kind(kind))
             loaded.sources[(kind, doc_id)] = source
 
 

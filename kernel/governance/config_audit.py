@@ -48,14 +48,14 @@ async def record_changes(configs: ConfigSet, tables: TableStore, audit: AuditLog
     register = {row["RowKey"]: row for row in await _rows(tables)}
     audited: list[ConfigChange] = []
     for (doc_kind, doc_id), source in sorted(configs.sources.items()):
-        document = configs.by_kind(doc_kind).get(doc_id)
-        if document is None:
+        if doc_id not in configs.by_kind(doc_kind):
             continue
-        fields = _field_digests(document.model_dump(mode="json", by_alias=True, exclude_none=True))
         key = _row_key(doc_kind, doc_id)
         row = register.pop(key, None)
         if row is not None and row.get("version") == source.version:
-            continue
+            continue  # unchanged: the document is not even built
+        document = configs.by_kind(doc_kind)[doc_id]
+        fields = _field_digests(document.model_dump(mode="json", by_alias=True, exclude_none=True))
         previous = json.loads(row.get("fields") or "{}") if row else {}
         changed = tuple(sorted(name for name in fields.keys() | previous.keys()
                                if fields.get(name) != previous.get(name)))

@@ -1,0 +1,89 @@
+"""Validated config documents of one kind, kept small and rebuilt when asked for.
+
+A validated pydantic document costs about 5 KB of memory; the compact JSON it was validated from
+costs about 500 bytes. With ten thousand agents declared, keeping every document resident would
+make the configs the largest thing in the process while almost all of those agents sleep. So a
+:class:`Documents` mapping keeps each document as the data it was validated from (compact JSON),
+and validates it again when it is read; the most recently read documents stay built.
+
+Validating the same data again gives the same document (validation is a pure function of its
+input), so callers cannot tell the difference except by identity: two reads of one key may give
+two equal objects. Data that JSON cannot carry exactly (a YAML file with a non-string key, say)
+keeps its built document instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator, MutableMapping
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Documents kept built, over every kind and every loaded config set (a reload reuses them):
+#: enough for the agents taking turns at once, small next to ten thousand declared ones.
+BUILT_DOCUMENTS = 512
+
+
+class Documents(MutableMapping[str, M], Generic[M]):
+    """``address -> document`` for one kind; see the module docstring for what is kept."""
+
+    def __init__(self, model: type[M]) -> None:
+        self._model = model
+        self._stored: dict[str, bytes | M] = {}
+
+    def put_stored(self, key: str, stored: bytes | M) -> None:
+        """Hold ``stored`` (from :func:`stored_form`) under ``key``."""
+        self._stored[key] = stored
+
+    def adopt(self, key: str, other: Documents[M]) -> None:
+        """Take ``other``'s entry for ``key`` as it is stored (no rebuild)."""
+        self._stored[key] = other._stored[key]
+
+    def __getitem__(self, key: str) -> M:
+        return built(self._model, self._stored[key])
+
+    def __setitem__(self, key: str, document: M) -> None:
+        self._stored[key] = document
+
+    def __delitem__(self, key: str) -> None:
+        del self._stored[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._stored
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stored)
+
+    def __len__(self) -> int:
+        return len(self._stored)
+
+    def __repr__(self) -> str:
+        return f"Documents({self._model.__name__}, {len(self)} documents)"
+
+
+def stored_form(document: M, data: Any) -> bytes | M:
+    """How to hold ``document``, validated from ``data``: ``data`` as compact JSON when JSON
+    carries it exactly, else ``document`` itself (non-string keys, NaN, sets...)."""
+    try:
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return document
+    if json.loads(text) != data:
+        return document
+    return text.encode("utf-8")
+
+
+def built(model: type[M], stored: bytes | M) -> M:
+    """The document ``stored`` holds (validated again, or taken from the recently built)."""
+    if isinstance(stored, bytes):
+        return _built(model, stored)  # type: ignore[return-value]
+    return stored
+
+
+@functools.lru_cache(maxsize=BUILT_DOCUMENTS)
+def _built(model: type[BaseModel], stored: bytes) -> BaseModel:
+    return model.model_validate(json.loads(stored))
