@@ -96,7 +96,7 @@ class RemoteTools:
             raise ToolInputError("give the event 'type', such as 'invoice.received'")
         envelope = _event(agent_id, arguments["type"], arguments.get("text"), arguments.get("data"))
         configs = self.configs()
-        woken = route(envelope, configs.agents, subscribers=configs.subscribers()).agents
+        woken = route(envelope, configs.agents, subscribers=configs.subscribers).agents
         await self._send(envelope)
         return {"event_id": envelope.id, "type": envelope.type, "to": agent_id,
                 "turns": {agent: turn_instance_id(agent, envelope.id) for agent in woken},

@@ -14,7 +14,7 @@ has a route to them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from kernel import namespaces as ns
@@ -30,16 +30,18 @@ class Routing:
 
 
 def route(envelope: Envelope, agents: Mapping[str, AgentConfig], topic: str = DEFAULT_EVENTS_TOPIC,
-          namespaces: Mapping[str, NamespaceConfig] | None = None, subscribers: Subscribers | None = None) -> Routing:
+          namespaces: Mapping[str, NamespaceConfig] | None = None,
+          subscribers: Callable[[], Subscribers] | None = None) -> Routing:
     """``agents`` by address; ``namespaces`` (the namespace documents) for routes between namespaces;
-    ``subscribers``: the agents' subscriptions already indexed (``ConfigSet.subscribers``), else
-    they are indexed for this call."""
+    ``subscribers``: gives the agents' subscriptions indexed (``ConfigSet.subscribers``), asked only
+    for a broadcast; without it they are indexed for this call."""
     if envelope.to:
         if envelope.to in agents:
             return Routing([envelope.to])
         return Routing([], unknown_agent=envelope.to)
     origin = ns.event_namespace(envelope, agents)
-    candidates = (subscribers or Subscribers(agents)).of(topic, envelope.type)
+    index = subscribers() if subscribers is not None else Subscribers(agents)
+    candidates = index.of(topic, envelope.type)
     matched = []
     for address in candidates:
         namespace, agent_id = ns.split(address)

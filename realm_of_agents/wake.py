@@ -86,7 +86,7 @@ async def _wake_agents(envelope: Envelope, delivery: Delivery, configs: ConfigSe
                        current: Span) -> None:
     current.set_attributes(clean({"aos.event.id": envelope.id, "aos.event.type": envelope.type,
                                   "aos.event.source": envelope.source, "aos.to": envelope.to}))
-    routing = route(envelope, configs.agents, namespaces=configs.namespaces, subscribers=configs.subscribers())
+    routing = route(envelope, configs.agents, namespaces=configs.namespaces, subscribers=configs.subscribers)
     if routing.unknown_agent is not None:
         reason = f"event '{envelope.id}' ({envelope.type}) is addressed to agent '{routing.unknown_agent}', which is not declared"
         fail(current, reason)

@@ -15,6 +15,7 @@ import difflib
 import functools
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -58,17 +59,17 @@ REFERENCE_FIELDS: dict[str, set[str]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Source:
     """Where a document came from and which version of it is loaded."""
 
     file: str
     version: str
 
-    @functools.cached_property
+    @property
     def line(self) -> int:
-        """The line of the document's ``id`` (an adapter's ``name``), read from the file when first
-        asked: only messages name it, so positions are not worked out for every file at load."""
+        """The line of the document's ``id`` (an adapter's ``name``), read from the file when asked:
+        only messages name it, so positions are not worked out (or kept) for every file."""
         return _id_line(self.file)
 
 
@@ -171,22 +172,20 @@ def load_configs(paths: Iterable[str | Path]) -> ConfigSet:
 
 def discover(paths: Iterable[str | Path], problems: list[Problem]) -> list[Path]:
     """Config files named by ``paths``: files as given, folders searched recursively."""
-    found: list[Path] = []
+    return [Path(file) for file in discover_files(paths, problems)]
+
+
+def discover_files(paths: Iterable[str | Path], problems: list[Problem]) -> list[str]:
+    """:func:`discover` as path strings: what a change check needs, ten thousand files in tens of
+    milliseconds (``os.scandir``, no ``Path`` per file)."""
+    found: list[str] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend(
-                sorted(
-                    p
-                    for p in path.rglob("*")
-                    if p.is_file()
-                    and p.suffix in CONFIG_SUFFIXES
-                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                )
-            )
+            found.extend(_files_under(str(path)))
         elif path.is_file():
             if path.suffix in CONFIG_SUFFIXES:
-                found.append(path)
+                found.append(str(path))
             else:
                 problems.append(
                     Problem(
@@ -199,6 +198,24 @@ def discover(paths: Iterable[str | Path], problems: list[Problem]) -> list[Path]
                 )
         else:
             problems.append(Problem(file=str(path), message="no such file or folder", code="missing-file"))
+    return found
+
+
+def _files_under(folder: str) -> list[str]:
+    """Config files anywhere under ``folder``, hidden files and folders left out, in path order
+    (the order decides which of two duplicate documents is kept)."""
+    found: list[str] = []
+    pending = [folder]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir():
+                    pending.append(entry.path)
+                elif os.path.splitext(entry.name)[1] in CONFIG_SUFFIXES and entry.is_file():
+                    found.append(entry.path)
+    found.sort(key=lambda file: file.split(os.sep))
     return found
 
 

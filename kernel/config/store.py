@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import time
 from pathlib import Path
 from typing import Sequence
 
-from kernel.config.loader import ConfigSet, discover, load_configs
+from kernel.config.loader import ConfigSet, discover_files, load_configs
 
 
 class ConfigStore:
     def __init__(self, paths: Sequence[Path], *, recheck_seconds: float = 2.0) -> None:
         """``recheck_seconds``: how long a loaded set is trusted before the files are looked at
-        again (looking means one ``stat`` per file: 10,000 agent files take ~0.2 s)."""
+        again. Looking means one ``stat`` per file (10,000 agent files: about 40 ms here), paid by
+        whichever caller asks first, so the wait is also at least 20 times what looking last took:
+        a large folder never costs more than 5 % of the time."""
         self._paths = list(paths)
         self._recheck_seconds = recheck_seconds
+        self._trusted_for = recheck_seconds
         self._checked_at = float("-inf")
         self._fingerprint: str | None = None
         self._current: ConfigSet | None = None
@@ -31,10 +35,12 @@ class ConfigStore:
         """The loaded configs, reloaded if any file was added, removed or changed (looked at
         most every ``recheck_seconds``, or now with ``refresh``)."""
         now = time.monotonic()
-        if self._current is not None and not refresh and now - self._checked_at < self._recheck_seconds:
+        if self._current is not None and not refresh and now - self._checked_at < self._trusted_for:
             return self._current
-        self._checked_at = now
         fingerprint = self._fingerprint_now()
+        self._checked_at = time.monotonic()
+        if self._recheck_seconds > 0:  # 0: look every time (tests, tools)
+            self._trusted_for = max(self._recheck_seconds, 20 * (self._checked_at - now))
         if self._current is None or fingerprint != self._fingerprint:
             loaded = load_configs(self._paths)
             if self._current is not None:
@@ -49,12 +55,12 @@ class ConfigStore:
 
     def _fingerprint_now(self) -> str:
         digest = hashlib.blake2b(digest_size=16)
-        for path in discover(self._paths, []):
+        for file in discover_files(self._paths, []):
             try:
-                stat = path.stat()
+                stat = os.stat(file)
             except OSError:
                 continue
-            digest.update(f"{path}\0{stat.st_mtime_ns}\0{stat.st_size}\n".encode())
+            digest.update(f"{file}\0{stat.st_mtime_ns}\0{stat.st_size}\n".encode())
         return digest.hexdigest()
 
 

@@ -22,8 +22,8 @@ class Subscribers:
 
     def __init__(self, agents: Mapping[str, Any]) -> None:
         """``agents``: address -> agent config (only ``enabled`` and ``subscriptions`` are read)."""
-        exact: dict[tuple[str, str], list[str]] = {}
-        prefix: dict[tuple[str, str], list[str]] = {}
+        exact: dict[str, dict[str, list[str]]] = {}  # topic -> event type -> addresses
+        prefix: dict[str, dict[str, list[str]]] = {}  # topic -> what comes before the '*' -> addresses
         other: list[tuple[str, str, str]] = []
         for address, agent in agents.items():
             if not agent.enabled:
@@ -33,19 +33,23 @@ class Subscribers:
                     head = pattern[:-1] if pattern.endswith("*") else pattern
                     if _WILDCARDS.isdisjoint(head):
                         table = prefix if pattern.endswith("*") else exact
-                        table.setdefault((subscription.topic, head), []).append(address)
+                        table.setdefault(subscription.topic, {}).setdefault(head, []).append(address)
                     else:
                         other.append((subscription.topic, pattern, address))
-        self._exact = {key: tuple(addresses) for key, addresses in exact.items()}
-        self._prefix = {key: tuple(addresses) for key, addresses in prefix.items()}
+        self._exact = _frozen(exact)
+        self._prefix = _frozen(prefix)
         self._other = tuple(other)
 
     def of(self, topic: str, event_type: str) -> list[str]:
         """The addresses of the enabled agents subscribed to ``event_type`` on ``topic``, sorted."""
-        found: set[str] = set(self._exact.get((topic, event_type), ()))
+        found: set[str] = set(self._exact.get(topic, {}).get(event_type, ()))
+        prefixes = self._prefix.get(topic, {})
         for end in range(len(event_type) + 1):
-            found.update(self._prefix.get((topic, event_type[:end]), ()))
+            found.update(prefixes.get(event_type[:end], ()))
         found.update(address for on, pattern, address in self._other
                      if on == topic and fnmatch.fnmatchcase(event_type, pattern))
         return sorted(found)
 
+
+def _frozen(table: dict[str, dict[str, list[str]]]) -> dict[str, dict[str, tuple[str, ...]]]:
+    return {topic: {key: tuple(addresses) for key, addresses in keys.items()} for topic, keys in table.items()}

@@ -123,6 +123,8 @@ class EmbeddedHost:
             self.bus = EmbeddedBus(self.conn, clock=self.clock.now)
             with self.store.transaction():
                 declare(self.bus, self.index, load_topology(self._topology_source, self.settings))
+            if isinstance(self._topology_source, Mapping):
+                self._topology_source = None  # declared: the bus holds the rules (ten thousand agents, ten thousand rules)
             # The host owns its state folder: locks still held are a dead predecessor's, so its
             # in-flight messages are delivered again now instead of after their lock duration.
             self.bus.release_all_locks()
