@@ -45,7 +45,13 @@ Three measurements (issue 4), each with a named alternative measured in the same
      folder, then what the platform does when it sees the change: redeclare the topology (one
      subscription rule per agent; each subscribes to its own ``<id>.*`` events so that no
      broadcast wakes them all) and sync (a command orchestration and a registry row per agent).
-     This also holds every parsed config in memory, and every wake re-checks the folder.
+     What stays resident per agent: its config as compact JSON, its routing entry and its Service
+     Bus rule. The registration itself is a burst (ten thousand configure commands pending at
+     once), and the allocator keeps part of that peak.
+   * *restarted* (the steady state): after *declared*, a new process starts a Platform over the
+     same config folder and state (its start-up sync finds nothing to do) and takes the same
+     warm-up and sample turns; its RSS against *declared*'s "before" (a Platform with one agent,
+     same turns) is what ten thousand declared, registered, sleeping agents cost a running process.
 
 Figures only, never assertions on time. Prints a readable summary, then one JSON object.
 
@@ -57,6 +63,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -367,19 +374,23 @@ def entity_state(turns: int, marks: tuple[int, ...] = STATE_MARKS) -> dict[str, 
 
 # -- 3. sleeping agents ---------------------------------------------------------------------------
 
-async def sleeping_agents(count: int, mode: str, concurrency: int = 64, sample_turns: int = 10) -> dict[str, Any]:
+async def sleeping_agents(count: int, mode: str, concurrency: int = 64, sample_turns: int = 10,
+                         keep: Path | None = None) -> dict[str, Any]:
     """RSS, SQLite size and one agent's turn latency before and after registering ``count`` agents.
 
     ``direct``: signal ``configure`` to each agent entity through the Durable client; only the
     agent woken afterwards is declared in config (routing delivers only to declared agents).
     ``declared``: write one JSON config per agent into the config folder, then do what the
     platform does when it sees the change: redeclare the topology (a rule per agent) and sync.
+    ``keep``: use this folder for configs and state and leave them there (for ``restarted``).
     """
     from kernel.platform import Platform
 
     ids = [f"sleeper-{n:06d}" for n in range(count)]
     woken = ids[count // 2]
-    with tempfile.TemporaryDirectory(prefix="aos-bench-agents-") as folder:
+    with contextlib.ExitStack() as stack:
+        folder = str(keep) if keep is not None else stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="aos-bench-agents-"))
         configs = _write_configs(Path(folder) / "configs", [woken])
         state_dir = Path(folder) / "state"
         async with Platform(state_dir=state_dir, port=0, config_paths=str(configs), watch_interval=3600,
@@ -450,6 +461,30 @@ async def sleeping_agents(count: int, mode: str, concurrency: int = 64, sample_t
     }
 
 
+async def restarted_agents(folder: Path, count: int, sample_turns: int = 10) -> dict[str, Any]:
+    """A new Platform over ``folder`` (left by ``sleeping_agents(..., keep=folder)``): RSS after its
+    start (whose sync finds every agent registered) and the same warm-up and sample turns."""
+    from kernel.platform import Platform
+
+    woken = f"sleeper-{count // 2:06d}"
+    started = time.perf_counter()
+    async with Platform(state_dir=folder / "state", port=0, config_paths=str(folder / "configs"), watch_interval=3600,
+                        extra_settings={"AOS_INFERENCE_ENDPOINT": ""}) as platform:
+        await platform.wait_idle(600)
+        start_seconds = time.perf_counter() - started
+        for n in range(3):
+            await _one_turn(platform, woken, 2000 - 1 - n)
+        turns = [await _one_turn(platform, woken, 2000 + n) for n in range(sample_turns)]
+        registered = platform.host.conn.execute(
+            "SELECT COUNT(*) FROM df_entities WHERE name = ? AND exists_ = 1", (ENTITY_NAME,)).fetchone()[0]
+        gc.collect()
+        rss = _rss_kib()
+    if registered < count:
+        raise RuntimeError(f"expected {count} registered agents after the restart, found {registered}")
+    return {"mode": "restarted", "agents": count, "rss_mib": round(rss / 1024, 1),
+            "start_seconds": round(start_seconds, 2), "turn_send_to_done_ms": _spread(turns)}
+
+
 async def _configure_directly(host: Any, ids: list[str], concurrency: int, started: float) -> None:
     client = host.client
     at = datetime.now(timezone.utc).isoformat()
@@ -487,10 +522,23 @@ def _db_bytes(host: Any) -> int:
 
 
 def sleeping_agents_in_child(count: int, mode: str) -> dict[str, Any]:
-    """Run part 3 in a fresh interpreter, so memory the other parts freed cannot hide growth."""
+    """Run part 3 in a fresh interpreter, so memory the other parts freed cannot hide growth.
+    ``declared`` also measures ``restarted``, in a second fresh interpreter over the same folder."""
+    if mode != "declared":
+        return _child(count, mode)
+    with tempfile.TemporaryDirectory(prefix="aos-bench-agents-") as folder:
+        found = _child(count, mode, folder)
+        again = _child(count, "restarted", folder)
+    delta = again["rss_mib"] - found["rss_before_mib"]
+    found["restarted"] = {**again, "rss_delta_mib": round(delta, 1), "rss_per_agent_bytes": round(delta * 2**20 / count)}
+    return found
+
+
+def _child(count: int, mode: str, folder: str | None = None) -> dict[str, Any]:
     import subprocess
 
     command = [sys.executable, "-m", "bench.agent_turns", "--child-agents", str(count), "--child-mode", mode]
+    command += ["--child-folder", folder] if folder else []
     done = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -569,6 +617,12 @@ def summary(result: dict[str, Any]) -> str:
             f"   one agent's turn send->done p50 {agents['turn_send_to_done_ms_before']['p50']} ms before, "
             f"{agents['turn_send_to_done_ms_after']['p50']} ms after",
         ]
+        again = agents.get("restarted")
+        if again:
+            lines.append(f"   restarted over the same folder (started in {again['start_seconds']} s): RSS "
+                         f"{again['rss_mib']} MiB, +{again['rss_delta_mib']} MiB over one agent "
+                         f"({again['rss_per_agent_bytes']} bytes per agent); turn p50 "
+                         f"{again['turn_send_to_done_ms']['p50']} ms")
     return "\n".join(lines)
 
 
@@ -584,10 +638,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small counts (under a minute), for a sanity run")
     parser.add_argument("--child-agents", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-mode", help=argparse.SUPPRESS)
+    parser.add_argument("--child-folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     if args.child_agents:
-        print(json.dumps(asyncio.run(sleeping_agents(args.child_agents, args.child_mode))))
+        folder = Path(args.child_folder) if args.child_folder else None
+        if args.child_mode == "restarted":
+            print(json.dumps(asyncio.run(restarted_agents(folder, args.child_agents))))
+        else:
+            print(json.dumps(asyncio.run(sleeping_agents(args.child_agents, args.child_mode, keep=folder))))
         return
     defaults = (100, 30, 2_000, 500) if args.quick else (300, 100, 100_000, 10_000)
     for name, default in zip(("turns", "latency_turns", "state_turns", "agents"), defaults):

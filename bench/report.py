@@ -147,6 +147,14 @@ def table(result: dict[str, Any]) -> list[dict[str, Any]]:
             _row(rows, "sleeping", f"{mode}: one agent's turn p50 ms before / after",
                  f"{_text(result, 'sleeping', f'{mode}.turn_p50_ms_before')} / "
                  f"{_text(result, 'sleeping', f'{mode}.turn_p50_ms_after')}")
+        restarted = _median(result, "sleeping", "restarted.rss_delta_mib")
+        if restarted is not None:
+            _row(rows, "sleeping", f"{agents:,} declared agents, new process over their state: RSS added MiB",
+                 _text(result, "sleeping", "restarted.rss_delta_mib"), "< 25 MB at 10,000",
+                 restarted * 1.048576 < 25 if agents == 10_000 else None, restarted)
+            _row(rows, "sleeping", "declared, new process: start s / one agent's turn p50 ms",
+                 f"{_text(result, 'sleeping', 'restarted.start_seconds')} / "
+                 f"{_text(result, 'sleeping', 'restarted.turn_p50_ms')}")
     imports = scenarios.get("import", {})
     if imports.get("status") == "ok":
         for role in imports["params"]["roles"]:

@@ -56,6 +56,15 @@ def sleeping(params: dict[str, Any], repeat: int, state_dir: Path) -> dict[str, 
                 f"{prefix}turn_p50_ms_after": found["turn_send_to_done_ms_after"]["p50"],
             })
             details[mode] = {k: found[k] for k in ("rss_before_mib", "rss_after_mib", "entity_state_bytes_one_agent")}
+            again = found.get("restarted")
+            if again:  # declared agents, in a new process over the same folder: the steady state
+                runs[index].update({
+                    "restarted.rss_delta_mib": again["rss_delta_mib"],
+                    "restarted.rss_per_agent_bytes": again["rss_per_agent_bytes"],
+                    "restarted.start_seconds": again["start_seconds"],
+                    "restarted.turn_p50_ms": again["turn_send_to_done_ms"]["p50"],
+                })
+                details["restarted"] = {"rss_mib": again["rss_mib"]}
     return {"runs": runs, "details": details}
 
 

@@ -80,10 +80,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              quick_notes=[("quick mode: state capped at 10,000 turns (--full runs 100,000), one run: sizes are "
                            "deterministic and each mark's time per turn is already a mean over up to 1,000 turns")]),
     Scenario("sleeping", "resident memory added by sleeping agents (fresh process per run)",
-             "bench.reused:sleeping", {"agents": 10_000, "modes": ["direct"]},
+             "bench.reused:sleeping", {"agents": 10_000, "modes": ["direct", "declared"]},
              {"agents": 10_000, "modes": ["direct", "declared"]}, quick_repeat_cap=1,
-             quick_notes=[("quick mode: 10,000 sleeping agents registered 'direct' only, one run (--full adds "
-                           "'declared', one config file per agent, and repeats)")]),
+             quick_notes=[("quick mode: one run of each way of registering 10,000 sleeping agents ('direct', "
+                           "'declared' with a new process over the declared state); --full repeats")]),
     Scenario("import", "cold import of function_app.py (python -X importtime), per app role",
              "bench.cold_import:run", {"roles": ["all"]}, {"roles": ["all", "kernel", "realm", "mcp"]},
              quick_notes=["quick mode: import with all three roles only (--full adds each app's role alone)"]),
