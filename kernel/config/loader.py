@@ -139,10 +139,15 @@ class _Loaded:
     @functools.cached_property
     def parsed(self) -> Parsed:
         """The file parsed again, for the positions of a problem found between documents."""
-        try:
-            return parse(Path(self.file).read_text(encoding="utf-8"), suffix=Path(self.file).suffix)
-        except (OSError, UnicodeDecodeError, ParseError):
-            return Parsed({})
+        return _parsed_again(self.file)
+
+
+def _parsed_again(file: str) -> Parsed:
+    """``file`` as it is now, for positions only (no data and no positions if it cannot be read)."""
+    try:
+        return parse(Path(file).read_text(encoding="utf-8"), suffix=Path(file).suffix)
+    except (OSError, UnicodeDecodeError, ParseError):
+        return Parsed({})
 
 
 def _kept(item: _Loaded, result: ConfigSet) -> bool:
@@ -396,10 +401,7 @@ def _collect(loaded: list[_Loaded], result: ConfigSet) -> None:
 
 def _id_line(file: str) -> int:
     """The line of the ``id`` (else ``name``) in ``file`` as it is now; 1 if that cannot be told."""
-    try:
-        parsed = parse(Path(file).read_text(encoding="utf-8"), suffix=Path(file).suffix)
-    except (OSError, UnicodeDecodeError, ParseError):
-        return 1
+    parsed = _parsed_again(file)
     position = parsed.position(("id",)) or parsed.position(("name",))
     return position.line if position else 1
 

@@ -21,7 +21,7 @@ from kernel.config.loader import ConfigSet, discover_files, load_configs
 class ConfigStore:
     def __init__(self, paths: Sequence[Path], *, recheck_seconds: float = 2.0) -> None:
         """``recheck_seconds``: how long a loaded set is trusted before the files are looked at
-        again. Looking means one ``stat`` per file (10,000 agent files: about 40 ms here), paid by
+        again. Looking means one ``stat`` per file (10,000 agent files: 70-90 ms here), paid by
         whichever caller asks first, so the wait is also at least 20 times what looking last took:
         a large folder never costs more than 5 % of the time."""
         self._paths = list(paths)
