@@ -428,8 +428,7 @@ async def sleeping_agents(count: int, mode: str, concurrency: int = 64, sample_t
             register_seconds = time.perf_counter() - started
             _progress(f"{count} agents registered", started)
 
-            registered = host.conn.execute(
-                "SELECT COUNT(*) FROM df_entities WHERE name = ? AND exists_ = 1", (ENTITY_NAME,)).fetchone()[0]
+            registered = _registered_count(host)
             sample = json.loads(host.engine.read_entity(ENTITY_NAME, ids[-1]) or "null")
             if registered < count or not sample or sample.get("status") != "sleeping":
                 raise RuntimeError(f"expected {count} sleeping agents, found {registered} "
@@ -475,8 +474,7 @@ async def restarted_agents(folder: Path, count: int, sample_turns: int = 10) -> 
         for n in range(3):
             await _one_turn(platform, woken, 2000 - 1 - n)
         turns = [await _one_turn(platform, woken, 2000 + n) for n in range(sample_turns)]
-        registered = platform.host.conn.execute(
-            "SELECT COUNT(*) FROM df_entities WHERE name = ? AND exists_ = 1", (ENTITY_NAME,)).fetchone()[0]
+        registered = _registered_count(platform.host)
         gc.collect()
         rss = _rss_kib()
     if registered < count:
@@ -513,6 +511,12 @@ async def _one_turn(platform: Any, agent_id: str, n: int) -> float:
 
 def _progress(what: str, since: float) -> None:
     print(f"  {what} ({time.perf_counter() - since:.1f} s)", file=sys.stderr, flush=True)
+
+
+def _registered_count(host: Any) -> int:
+    """Agent entities that exist in the engine's state."""
+    return host.conn.execute(
+        "SELECT COUNT(*) FROM df_entities WHERE name = ? AND exists_ = 1", (ENTITY_NAME,)).fetchone()[0]
 
 
 def _db_bytes(host: Any) -> int:
