@@ -38,9 +38,10 @@ from kernel.adapters import redact as redact_text
 from kernel.config.models import AgentConfig
 from kernel.governance import config_audit
 from kernel.governance.audit import AuditLog
-from kernel.governance.quota import QUOTA_REFUSED, admit_agents
+from kernel.governance.quota import QUOTA_REFUSED, AgentAdmission, admit_agents
 from kernel.namespaces import namespace_of
 from kernel.ports import AlreadyExists, TableStore
+from kernel.table_pages import rows_in_order
 from realm_of_agents import commands, ids, schedules
 from kernel.instances import FINISHED, runtime_status, start_once
 
@@ -102,54 +103,109 @@ async def sync(client: df.DurableOrchestrationClient, configs: ConfigSet, tables
     except Exception as error:  # noqa: BLE001 - the agents still sync; the register is unchanged, so the next sync audits
         log.error("config sync: config changes not audited this time (%s: %s)", type(error).__name__,
                   redact_text(str(error))[:200])
-    registry = await registered(tables)
     broken_files = {problem.file for problem in configs.errors}
-    admission = admit_agents(configs, (key for key, row in registry.items() if row.get("status") == "active"))
-    for address, agent in sorted(configs.agents.items()):
+    active = await _active_ids(tables) if _agent_quotas(configs) else ()
+    admission = admit_agents(configs, active)
+    step = _Step(client, configs, tables, broken_files, admission, now, actor, report)
+    seen: set[str] = set()
+    async for row in rows_in_order(tables, TABLE, PARTITION):  # one page of the registry at a time
+        address = row["RowKey"]
+        if address in configs.agents:
+            seen.add(address)
+            await step.declared(address, row)
+        else:
+            await step.undeclared(address, row)
+    for address in sorted(configs.agents):
+        if address not in seen:
+            await step.declared(address, None)
+    for found in (report.configured, report.retired, report.unchanged, report.kept_broken):
+        found.sort()
+    return report
+
+
+def _agent_quotas(configs: ConfigSet) -> bool:
+    """Whether any namespace limits its agents (only then does admission need the registry)."""
+    return any(document.quotas.agents is not None for document in configs.namespaces.values())
+
+
+async def _active_ids(tables: TableStore) -> set[str]:
+    return {row["RowKey"] async for row in rows_in_order(tables, TABLE, PARTITION) if row.get("status") == "active"}
+
+
+@dataclass
+class _Step:
+    """What one sync does for one registry row or declared agent."""
+
+    client: df.DurableOrchestrationClient
+    configs: ConfigSet
+    tables: TableStore
+    broken_files: set[str]
+    admission: AgentAdmission
+    now: datetime
+    actor: str
+    report: SyncReport
+
+    async def declared(self, address: str, row: dict[str, Any] | None) -> None:
+        """Configure the agent when its row is missing or older; keep its schedules running. An
+        agent registered at this version from this file, with no schedules, is not even built."""
+        configs, report = self.configs, self.report
         source = configs.source("agent", address)
-        if source.file in broken_files:  # the config store kept the last good version of a broken file
+        if source.file in self.broken_files:  # the config store kept the last good version of a broken file
             log.warning("agent '%s': its config file %s has errors; it keeps its last good config", address, source.file)
             report.kept_broken.append(address)
-            continue
-        row = registry.get(address)
-        if address in admission.refused:
-            await _refuse(client, address, admission.refused[address], source.version, source.file, row, tables,
-                          now, actor, report)
-            continue
+            return
+        if address in self.admission.refused:
+            await _refuse(self.client, address, self.admission.refused[address], source.version, source.file, row,
+                          self.tables, self.now, self.actor, report)
+            return
+        if row is not None and _registered_as(row, source.version, source.file, "{}"):
+            report.unchanged.append(address)
+            return
+        agent = configs.agents[address]
         wanted = {s.name: schedules.schedule_instance(schedules.schedule_input(agent, s))
                   for s in agent.schedules} if agent.enabled else {}
         running = json.loads(row.get("schedules") or "{}") if row else {}
         if row is None or row.get("version") != source.version or row.get("status") in ("retired", "refused"):
-            report.commands.append(await _command(client, address, "configure", {
+            report.commands.append(await _command(self.client, address, "configure", {
                 "config": agent.model_dump(mode="json", by_alias=True, exclude_none=True),
-                "version": source.version, "at": now.isoformat()}, nonce=source.version))
+                "version": source.version, "at": self.now.isoformat()}, nonce=source.version))
             report.configured.append(address)
         else:
             report.unchanged.append(address)
-        await _sync_schedules(client, agent, wanted, running, report)
-        await tables.upsert(TABLE, {
-            "PartitionKey": PARTITION, "RowKey": address, "version": source.version, "status": "active",
-            "source": source.file, "schedules": json.dumps(wanted, sort_keys=True), "updated": now})
-    for agent_id, row in sorted(registry.items()):
-        if agent_id in configs.agents or row.get("status") == "retired":
-            continue
+        await _sync_schedules(self.client, agent, wanted, running, report)
+        listed = json.dumps(wanted, sort_keys=True)
+        if row is None or not _registered_as(row, source.version, source.file, listed):
+            await self.tables.upsert(TABLE, {
+                "PartitionKey": PARTITION, "RowKey": address, "version": source.version, "status": "active",
+                "source": source.file, "schedules": listed, "updated": self.now})
+
+    async def undeclared(self, agent_id: str, row: dict[str, Any]) -> None:
+        """Retire an agent whose config is gone (unless only its file is broken)."""
+        report, now = self.report, self.now
+        if row.get("status") == "retired":
+            return
         if row.get("status") == "refused":  # never ran: nothing to retire
-            await tables.upsert(TABLE, {**{k: v for k, v in row.items() if k != "etag"}, "status": "retired",
-                                        "updated": now})
-            continue
-        if row.get("source") in broken_files:
+            await self.tables.upsert(TABLE, {**{k: v for k, v in row.items() if k != "etag"}, "status": "retired",
+                                             "updated": now})
+            return
+        if row.get("source") in self.broken_files:
             log.warning("agent '%s': its config file %s has errors; it keeps its last good config", agent_id, row["source"])
             report.kept_broken.append(agent_id)
-            continue
-        report.commands.append(await _command(client, agent_id, "retire", {"reason": "its config was removed"},
+            return
+        report.commands.append(await _command(self.client, agent_id, "retire", {"reason": "its config was removed"},
                                               nonce=f"retire:{row.get('version')}"))
         for instance in json.loads(row.get("schedules") or "{}").values():
-            await _stop(client, instance, "the agent was retired")
+            await _stop(self.client, instance, "the agent was retired")
             report.schedules_stopped.append(instance)
-        await tables.upsert(TABLE, {**{k: v for k, v in row.items() if k != "etag"}, "status": "retired",
-                                    "schedules": "{}", "updated": now})
+        await self.tables.upsert(TABLE, {**{k: v for k, v in row.items() if k != "etag"}, "status": "retired",
+                                         "schedules": "{}", "updated": now})
         report.retired.append(agent_id)
-    return report
+
+
+def _registered_as(row: dict[str, Any], version: str, file: str, listed_schedules: str) -> bool:
+    """Whether the registry row already says: active, at ``version``, from ``file``, with these schedules."""
+    return (row.get("status") == "active" and row.get("version") == version and row.get("source") == file
+            and (row.get("schedules") or "{}") == listed_schedules)
 
 
 async def _refuse(client: df.DurableOrchestrationClient, address: str, reason: str, version: str, file: str,

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernel.adapters import redact as redact_text
-from kernel.config.loader import ConfigSet
+from kernel.config.loader import ConfigSet, Source
 from kernel.governance.audit import AuditLog
 from kernel.governance.redaction import digest
 from kernel.ports import AlreadyExists, NotFound, PreconditionFailed, TableStore
+from kernel.table_pages import rows_in_order
 
 CHAIN = "configs"
 TABLE = "configregister"
@@ -44,33 +45,44 @@ class ConfigChange:
 
 async def record_changes(configs: ConfigSet, tables: TableStore, audit: AuditLog, *,
                          actor: str = "config-sync") -> list[ConfigChange]:
-    """Audit every document added, changed or removed since the last sync; returns what was audited."""
-    register = {row["RowKey"]: row for row in await _rows(tables)}
+    """Audit every document added, changed or removed since the last sync; returns what was audited.
+
+    The register is read a page at a time (changed and removed documents in its order, then the
+    added ones), and only documents whose version changed are built."""
     audited: list[ConfigChange] = []
-    for (doc_kind, doc_id), source in sorted(configs.sources.items()):
-        if doc_id not in configs.by_kind(doc_kind):
+    seen: set[tuple[str, str]] = set()
+    async for row in rows_in_order(tables, TABLE, PARTITION):
+        key = (str(row.get("kind")), str(row.get("id")))
+        source = configs.sources.get(key) if key[1] in configs.by_kind(key[0]) else None
+        if source is None:
+            change = ConfigChange("config.removed", key[0], key[1], None, row.get("version"), ())
+            if await _claim(tables, None, row) and await _audit(audit, change, row.get("file"), actor, tables, row, None):
+                audited.append(change)
             continue
-        key = _row_key(doc_kind, doc_id)
-        row = register.pop(key, None)
-        if row is not None and row.get("version") == source.version:
-            continue  # unchanged: the document is not even built
-        document = configs.by_kind(doc_kind)[doc_id]
-        fields = _field_digests(document.model_dump(mode="json", by_alias=True, exclude_none=True))
-        previous = json.loads(row.get("fields") or "{}") if row else {}
-        changed = tuple(sorted(name for name in fields.keys() | previous.keys()
-                               if fields.get(name) != previous.get(name)))
-        change = ConfigChange("config.changed" if row else "config.added", doc_kind, doc_id, source.version,
-                              row.get("version") if row else None, changed)
-        entity = {"PartitionKey": PARTITION, "RowKey": key, "kind": doc_kind, "id": doc_id, "version": source.version,
-                  "file": source.file, "fields": json.dumps(fields, sort_keys=True)}
-        if await _claim(tables, entity, row) and await _audit(audit, change, source.file, actor, tables, row, entity):
-            audited.append(change)
-    for key, row in sorted(register.items()):
-        change = ConfigChange("config.removed", str(row.get("kind")), str(row.get("id")), None,
-                              row.get("version"), ())
-        if await _claim(tables, None, row) and await _audit(audit, change, row.get("file"), actor, tables, row, None):
-            audited.append(change)
+        seen.add(key)
+        if row.get("version") != source.version:
+            audited.extend(await _changed(configs, key, source, row, tables, audit, actor))
+    for key, source in sorted(configs.sources.items()):
+        if key not in seen and key[1] in configs.by_kind(key[0]):
+            audited.extend(await _changed(configs, key, source, None, tables, audit, actor))
     return audited
+
+
+async def _changed(configs: ConfigSet, key: tuple[str, str], source: Source, row: dict[str, Any] | None,
+                   tables: TableStore, audit: AuditLog, actor: str) -> list[ConfigChange]:
+    """Audit one added (no ``row``) or changed document: ``[change]``, or ``[]`` when another sync took it."""
+    doc_kind, doc_id = key
+    document = configs.by_kind(doc_kind)[doc_id]
+    fields = _field_digests(document.model_dump(mode="json", by_alias=True, exclude_none=True))
+    previous = json.loads(row.get("fields") or "{}") if row else {}
+    changed = tuple(sorted(name for name in fields.keys() | previous.keys() if fields.get(name) != previous.get(name)))
+    change = ConfigChange("config.changed" if row else "config.added", doc_kind, doc_id, source.version,
+                          row.get("version") if row else None, changed)
+    entity = {"PartitionKey": PARTITION, "RowKey": _row_key(doc_kind, doc_id), "kind": doc_kind, "id": doc_id,
+              "version": source.version, "file": source.file, "fields": json.dumps(fields, sort_keys=True)}
+    if await _claim(tables, entity, row) and await _audit(audit, change, source.file, actor, tables, row, entity):
+        return [change]
+    return []
 
 
 def _field_digests(document: Mapping[str, Any]) -> dict[str, str]:
@@ -80,13 +92,6 @@ def _field_digests(document: Mapping[str, Any]) -> dict[str, str]:
 
 def _row_key(kind: str, doc_id: str) -> str:
     return f"{kind}|{doc_id}"
-
-
-async def _rows(tables: TableStore) -> list[dict[str, Any]]:
-    try:
-        return await tables.query(TABLE, PARTITION)
-    except NotFound:
-        return []
 
 
 async def _claim(tables: TableStore, entity: dict[str, Any] | None, row: dict[str, Any] | None) -> bool:

@@ -269,6 +269,44 @@ async def test_memory_search_finds_the_archived_turn(tmp_path: Path) -> None:
         assert missing["results"] == []
 
 
+async def test_a_sync_pages_through_the_registry_and_writes_only_what_changed(tmp_path: Path, monkeypatch) -> None:
+    from kernel import table_pages
+    from kernel.adapters.embedded_table import EmbeddedTableStore
+    from realm_of_agents import registration
+
+    monkeypatch.setattr(table_pages, "PAGE_ROWS", 2)  # six agents: the registry is read in three pages
+    configs = tmp_path / "agent_configs"
+    shutil.copytree(REPO / "agent_configs", configs)
+    paths = f"{configs},{REPO / 'mcp_configs'}"
+    async with running(tmp_path / "state", config_paths=paths, watch_interval=3600) as platform:
+        async def etags() -> dict[str, str]:
+            tables = EmbeddedTableStore(tmp_path / "state" / "tables.sqlite")
+            try:
+                return {row["RowKey"]: row["etag"] for row in await tables.query(registration.TABLE, registration.PARTITION)}
+            finally:
+                await tables.close()
+
+        registered = await etags()
+        assert set(registered) == SAMPLE_AGENTS
+        report = await ok(platform, "POST", "agents/sync")
+        assert report["configured"] == [] and report["unchanged"] == sorted(SAMPLE_AGENTS)
+        assert await etags() == registered, "an unchanged agent's registry row is not written again"
+
+        (configs / "operations.yaml").unlink()
+        scout = (configs / "coo.yaml").read_text().replace("id: coo", "id: scout", 1)
+        (configs / "scout.yaml").write_text(scout)
+        report = await ok(platform, "POST", "agents/sync")
+        assert report["retired"] == ["operations"] and report["configured"] == ["scout"]
+        assert report["unchanged"] == sorted(SAMPLE_AGENTS - {"operations"})
+        after = await etags()
+        assert set(after) == SAMPLE_AGENTS | {"scout"} and after["operations"] != registered["operations"]
+        assert {k: v for k, v in after.items() if k not in ("operations", "scout")} == \
+            {k: v for k, v in registered.items() if k != "operations"}
+        await settle(platform)
+        assert (await agent(platform, "operations"))["status"] == "retired"
+        assert (await agent(platform, "scout"))["status"] == "sleeping"
+
+
 async def test_config_changes_reconfigure_retire_and_survive_broken_files(tmp_path: Path) -> None:
     configs = tmp_path / "configs"
     shutil.copytree(REPO / "agent_configs", configs / "agent_configs")
