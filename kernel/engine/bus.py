@@ -21,6 +21,7 @@ auto-forwarding, rule actions, message size limits, per-entity default TTL.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sqlite3
@@ -31,7 +32,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
-from kernel.engine.sqlfilter import CorrelationRule, SqlRule, rule_matches
+from kernel.engine.sqlfilter import CorrelationRule, RuleSet, SqlRule
 
 __all__ = [
     "CorrelationRule",
@@ -129,7 +130,9 @@ class _Entity(NamedTuple):
     max_delivery_count: int
     lock_duration_us: int
     dead_letter_on_expiration: bool
-    rules: str | None
+    #: A digest of the subscription's rules (``rules`` column, JSON), None for queues and topics:
+    #: reading an entity reads this, not the rules, which with ten thousand agents are 600 KB.
+    rules_tag: str | None
 
 
 class _Row(NamedTuple):
@@ -173,7 +176,8 @@ _SCHEMA = (
         lock_duration_us INTEGER NOT NULL,
         dead_letter_on_expiration INTEGER NOT NULL,
         rules TEXT,
-        next_sequence INTEGER NOT NULL DEFAULT 1
+        next_sequence INTEGER NOT NULL DEFAULT 1,
+        rules_tag TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS bus_entities_topic ON bus_entities (topic_key) WHERE topic_key IS NOT NULL",
     """CREATE TABLE IF NOT EXISTS bus_messages (
@@ -269,6 +273,22 @@ def _rules_json(rules: Sequence[Rule]) -> str:
     return json.dumps(encoded, separators=(",", ":"))
 
 
+def _rules_tag(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _compiled(text: str) -> RuleSet:
+    """Stored rules (``_rules_json``) as a :class:`RuleSet` (SQL parsed once, here)."""
+    sql_filters: list[str] = []
+    correlations: list[CorrelationRule] = []
+    for item in json.loads(text):
+        if item.pop("kind") == "sql":
+            sql_filters.append(item["sql"])
+        else:
+            correlations.append(CorrelationRule(**item))
+    return RuleSet(sql_filters, correlations)
+
+
 def _rules_from_json(text: str) -> tuple[Rule, ...]:
     rules: list[Rule] = []
     for item in json.loads(text):
@@ -305,12 +325,14 @@ class EmbeddedBus:
             )
         self._conn = conn
         self._clock = clock
-        self._rules_cache: dict[str, tuple[Rule, ...]] = {}
+        # subscription key -> (rules_tag, its rules compiled); replaced when the tag changes
+        self._rule_sets: dict[str, tuple[str | None, RuleSet]] = {}
         # entity key -> how many times its messages changed through this object (see change_count).
         self._changes: dict[str, int] = {}
         with self._atomic():
             for statement in _SCHEMA:
                 self._conn.execute(statement)
+            self._tag_rules()
 
     # ------------------------------------------------------------------------------------------
     # Declarations
@@ -328,7 +350,7 @@ class EmbeddedBus:
         _check_name(name, _NAME, "queue", 260)
         settings = _settings(max_delivery_count, lock_duration)
         with self._atomic():
-            self._upsert(_Entity(name.lower(), name, "queue", None, *settings, dead_letter_on_expiration, None))
+            self._upsert(_Entity(name.lower(), name, "queue", None, *settings, dead_letter_on_expiration, None), None)
 
     def declare_topic(self, name: str) -> None:
         """Create the topic when it does not exist."""
@@ -363,7 +385,8 @@ class EmbeddedBus:
             parent = self._declare_topic(topic)
             key = f"{parent.key}/subscriptions/{name.lower()}"
             path = f"{parent.path}/Subscriptions/{name}"
-            self._upsert(_Entity(key, path, "subscription", parent.key, *settings, dead_letter_on_expiration, rules_text))
+            self._upsert(_Entity(key, path, "subscription", parent.key, *settings, dead_letter_on_expiration,
+                                 _rules_tag(rules_text)), rules_text)
 
     def entities(self) -> dict[str, Any]:
         """Declared queues, topics and subscriptions with their settings and rules, for diagnostics."""
@@ -383,7 +406,8 @@ class EmbeddedBus:
         for entity in rows:
             if entity.kind == "subscription" and entity.topic_key is not None:
                 topic = by_key[entity.topic_key]
-                described = {**_describe(entity), "path": entity.path, "rules": list(self._rules(entity))}
+                described = {**_describe(entity), "path": entity.path,
+                             "rules": list(_rules_from_json(self._rules_text(entity.key)))}
                 topics[topic.path]["subscriptions"][entity.path.rsplit("/", 1)[1]] = described
         return {"queues": queues, "topics": topics}
 
@@ -675,36 +699,51 @@ class EmbeddedBus:
             f" subscriptions: {listed('subscription')}"
         )
 
-    def _upsert(self, entity: _Entity) -> None:
+    def _upsert(self, entity: _Entity, rules: str | None) -> None:
         self._touch([entity.key])
         existing = self._entity_row("WHERE key = ?", (entity.key,))
         if existing is not None and existing.kind != entity.kind:
             raise ValueError(f"cannot declare {entity.kind} {entity.path!r}: {existing.path!r} is already a {existing.kind}")
         self._conn.execute(
-            f"INSERT INTO bus_entities ({_ENTITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO bus_entities ({_ENTITY_COLUMNS}, rules) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (key) DO UPDATE SET max_delivery_count = excluded.max_delivery_count,"
             " lock_duration_us = excluded.lock_duration_us,"
-            " dead_letter_on_expiration = excluded.dead_letter_on_expiration, rules = excluded.rules",
-            entity,
+            " dead_letter_on_expiration = excluded.dead_letter_on_expiration, rules = excluded.rules,"
+            " rules_tag = excluded.rules_tag",
+            (*entity, rules),
         )
+
+    def _tag_rules(self) -> None:
+        """Give every subscription stored before rules were tagged its tag (a one-time upgrade)."""
+        columns = {row[1] for row in self._query("PRAGMA table_info(bus_entities)")}
+        if "rules_tag" not in columns:
+            self._conn.execute("ALTER TABLE bus_entities ADD COLUMN rules_tag TEXT")
+        untagged = self._query("SELECT key, rules FROM bus_entities WHERE rules IS NOT NULL AND rules_tag IS NULL")
+        self._conn.executemany("UPDATE bus_entities SET rules_tag = ? WHERE key = ?",
+                               [(_rules_tag(rules), key) for key, rules in untagged])
 
     def _declare_topic(self, name: str) -> _Entity:
         existing = self._entity(name)
         if existing is not None and existing.kind == "topic":
             return existing
         topic = _Entity(name.lower(), name, "topic", None, 0, 0, False, None)
-        self._upsert(topic)
+        self._upsert(topic, None)
         return topic
 
-    def _rules(self, entity: _Entity) -> tuple[Rule, ...]:
-        text = entity.rules or "[]"
-        if text not in self._rules_cache:
-            self._rules_cache[text] = _rules_from_json(text)
-        return self._rules_cache[text]
+    def _rules_text(self, key: str) -> str:
+        rows = self._query("SELECT rules FROM bus_entities WHERE key = ?", (key,))
+        return (rows[0][0] if rows else None) or "[]"
 
-    def _subscriptions(self, topic_key: str) -> list[tuple[str, tuple[Rule, ...]]]:
-        rows = self._query(f"SELECT {_ENTITY_COLUMNS} FROM bus_entities WHERE topic_key = ? ORDER BY key", (topic_key,))
-        return [(entity.key, self._rules(entity)) for entity in map(_Entity._make, rows)]
+    def _rule_set(self, key: str, tag: str | None) -> RuleSet:
+        """The subscription's rules, compiled once per version of them (the tag says which)."""
+        known = self._rule_sets.get(key)
+        if known is None or known[0] != tag:
+            known = self._rule_sets[key] = (tag, _compiled(self._rules_text(key)))
+        return known[1]
+
+    def _subscriptions(self, topic_key: str) -> list[tuple[str, RuleSet]]:
+        rows = self._query("SELECT key, rules_tag FROM bus_entities WHERE topic_key = ? ORDER BY key", (topic_key,))
+        return [(key, self._rule_set(key, tag)) for key, tag in rows]
 
     def _allocate_sequence_numbers(self, key: str, count: int) -> int:
         ((next_sequence,),) = self._query(
@@ -772,10 +811,10 @@ class EmbeddedBus:
         self._touch(keys)
 
     def _fan_out(
-        self, subscriptions: list[tuple[str, tuple[Rule, ...]]], sequence_number: int, message: OutgoingMessage,
+        self, subscriptions: list[tuple[str, RuleSet]], sequence_number: int, message: OutgoingMessage,
         enqueued: int,
     ) -> None:
-        matching = [key for key, rules in subscriptions if any(rule_matches(rule, message) for rule in rules)]
+        matching = [key for key, rules in subscriptions if rules.matches(message)]
         self._insert(matching, sequence_number, message, enqueued)
 
     def _locked(self, lock_token: str) -> _Row:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
@@ -809,3 +809,106 @@ def rule_matches(rule: SqlRule | CorrelationRule, message: FilterableMessage) ->
     if isinstance(rule, SqlRule):
         return _parse_cached(rule.sql).matches(message)
     return _correlation_matches(rule, message)
+
+
+class RuleSet:
+    """A subscription's rules, matched as Service Bus matches them: a message is copied when any
+    rule selects it.
+
+    The realm's subscription holds one rule per agent, each an OR of ``sys.Label = '…'`` and
+    ``sys.Label LIKE '…%'`` terms. Evaluating ten thousand of them one by one costs hundreds of
+    milliseconds per message, so SQL filters made only of such terms are held as a set of labels
+    and a set of label prefixes (a lookup per prefix length); every other rule is evaluated as
+    written. Both give the same answer: a label term is TRUE exactly when the label is that string
+    (or starts with that prefix), and an OR of terms is TRUE when one of them is.
+    """
+
+    __slots__ = ("_labels", "_prefixes", "_prefix_lengths", "_others", "count")
+
+    def __init__(self, sql_filters: Iterable[str] = (), correlations: Iterable[CorrelationRule] = ()) -> None:
+        labels: set[str] = set()
+        prefixes: set[str] = set()
+        others: list[Callable[[FilterableMessage], bool]] = []
+        count = 0
+        for sql in sql_filters:
+            count += 1
+            predicate = parse(sql)
+            terms = _label_terms(predicate._root)
+            if terms is None:
+                others.append(predicate.matches)
+                continue
+            for whole, text in terms:
+                (labels if whole else prefixes).add(text)
+        for rule in correlations:
+            count += 1
+            others.append(lambda message, rule=rule: _correlation_matches(rule, message))
+        self._labels = frozenset(labels)
+        self._prefixes = frozenset(prefixes)
+        self._prefix_lengths = tuple(sorted({len(prefix) for prefix in prefixes}))
+        self._others = tuple(others)
+        self.count = count
+
+    def matches(self, message: FilterableMessage) -> bool:
+        """Whether any rule selects ``message``."""
+        label = message.subject
+        if isinstance(label, str):
+            if label in self._labels:
+                return True
+            for length in self._prefix_lengths:
+                if length > len(label):
+                    break
+                if label[:length] in self._prefixes:
+                    return True
+        return any(match(message) for match in self._others)
+
+
+def _label_terms(node: _Node) -> list[tuple[bool, str]] | None:
+    """``node`` as label terms — (True, label) for ``sys.Label = 'label'``, (False, prefix) for
+    ``sys.Label LIKE 'prefix%'`` — when it is an OR of only such terms; otherwise None."""
+    if isinstance(node, _Logical):
+        if node.op != "or":
+            return None
+        left, right = _label_terms(node.left), _label_terms(node.right)
+        return None if left is None or right is None else left + right
+    if isinstance(node, _Comparison) and node.op == "=":
+        for side, other in ((node.left, node.right), (node.right, node.left)):
+            if _is_label(side) and isinstance(other, _Constant) and isinstance(other.value, str):
+                return [(True, other.value)]
+        return None
+    if isinstance(node, _Like) and not node.negated and _is_label(node.operand) \
+            and isinstance(node.pattern, _Constant) and isinstance(node.pattern.value, str):
+        escape: str | None = None
+        if node.escape is not None:
+            if not (isinstance(node.escape, _Constant) and isinstance(node.escape.value, str)
+                    and len(node.escape.value) == 1):
+                return None
+            escape = node.escape.value
+        literal = _like_literal(node.pattern.value, escape)
+        return None if literal is None else [literal]
+    return None
+
+
+def _is_label(node: _Node) -> bool:
+    return isinstance(node, _Property) and node.system_attribute == "subject"
+
+
+def _like_literal(pattern: str, escape: str | None) -> tuple[bool, str] | None:
+    """A LIKE pattern without wildcards as (True, text), one whose only wildcard is a final ``%``
+    as (False, prefix); None for anything else (evaluated as written)."""
+    chars: list[str] = []
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if escape is not None and char == escape:
+            if index + 1 == len(pattern):
+                return None  # an evaluation error: left to the evaluator
+            chars.append(pattern[index + 1])
+            index += 2
+            continue
+        if char == "%" and index == len(pattern) - 1:
+            return False, "".join(chars)
+        if char in "%_":
+            return None
+        chars.append(char)
+        index += 1
+    return True, "".join(chars)

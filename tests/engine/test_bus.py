@@ -532,3 +532,37 @@ def test_receive_complete_round_trip_is_fast(bus: EmbeddedBus) -> None:
         bus.complete(received.lock_token or "")
     per_round_trip = (time.perf_counter() - started) / rounds
     assert per_round_trip < 0.001, f"{per_round_trip * 1e6:.0f} µs per receive/complete"
+
+
+# --- rules kept compiled, and seen again when another connection changes them -------------------
+
+
+def test_rules_changed_through_another_connection_apply_to_the_next_send(tmp_path: Path, clock: Clock) -> None:
+    first = sqlite3.connect(tmp_path / "bus.sqlite", isolation_level=None)
+    second = sqlite3.connect(tmp_path / "bus.sqlite", isolation_level=None)
+    try:
+        sender, other = EmbeddedBus(first, clock=clock), EmbeddedBus(second, clock=clock)
+        sender.declare_subscription("events", "s", rules=[SqlRule("blue", "sys.Label = 'blue'")])
+        sender.send("events", [msg("b1", subject="blue"), msg("r1", subject="red")])
+        other.declare_subscription("events", "s", rules=[SqlRule("red", "sys.Label = 'red'")])
+        sender.send("events", [msg("b2", subject="blue"), msg("r2", subject="red")])
+        assert drain(sender, "events/Subscriptions/s") == ["b1", "r2"]
+        assert [rule.name for rule in sender.entities()["topics"]["events"]["subscriptions"]["s"]["rules"]] == ["red"]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_bus_stored_before_rules_were_tagged_still_routes_by_its_rules(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "bus.sqlite"
+    with sqlite3.connect(path, isolation_level=None) as old:
+        EmbeddedBus(old, clock=clock).declare_subscription("events", "s", rules=[SqlRule("blue", "sys.Label = 'blue'")])
+        old.execute("ALTER TABLE bus_entities DROP COLUMN rules_tag")  # as an earlier version stored it
+    old.close()
+    upgraded = sqlite3.connect(path, isolation_level=None)
+    try:
+        bus = EmbeddedBus(upgraded, clock=clock)
+        bus.send("events", [msg("b", subject="blue"), msg("r", subject="red")])
+        assert drain(bus, "events/Subscriptions/s") == ["b"]
+    finally:
+        upgraded.close()

@@ -205,3 +205,60 @@ def test_correlation_rule_matches_all_set_properties() -> None:
 def test_correlation_rule_needs_a_condition() -> None:
     with pytest.raises(ValueError, match="at least one"):
         CorrelationRule("empty")
+
+
+# --- RuleSet: a subscription's rules held as an index -------------------------------------------
+
+RULE_SET_SQL = [
+    "sys.Label = 'orders.created'",
+    "'billing.paid' = sys.Label",
+    "sys.Label LIKE 'audit.%' OR sys.Label = 'ping'",
+    "sys.Subject LIKE 'reports.%'",
+    "sys.Label LIKE 'exact-like'",
+    "sys.Label LIKE '100!%%' ESCAPE '!'",
+    "sys.Label LIKE 'a_c'",  # a one-character wildcard: evaluated as written
+    "sys.Label LIKE '%.done'",  # a suffix: evaluated as written
+    "sys.Label NOT LIKE 'x.%'",
+    "sys.Label = 'team.x' AND priority > 5",
+    "sys.Label LIKE 'p.%' OR priority > 100",  # a term that is not a label term: the whole rule as written
+    "sys.To IS NOT NULL",
+]
+RULE_SET_CORRELATIONS = [CorrelationRule("eu", application_properties={"region": "eu"})]
+RULE_SET_LABELS = [None, "", "orders.created", "orders.created.v2", "orders", "billing.paid", "audit.", "audit.x\ny",
+                   "audit", "ping", "pingpong", "reports.q3", "exact-like", "100%", "100%x", "100!", "abc", "a\nc",
+                   "task.done", "x.1", "team.x", "p.q", "%", "_"]
+
+
+def _rule_set_message(label: str | None, to: str | None = None, **properties: Any) -> Message:
+    return Message(subject=label, to=to, application_properties=properties)
+
+
+@pytest.mark.parametrize("rules", [
+    RULE_SET_SQL, RULE_SET_SQL[:6], RULE_SET_SQL[6:], ["sys.Label LIKE '%'"], ["1=0"], [f"sys.Label = 'l{n}'" for n in range(50)],
+])
+def test_a_rule_set_selects_exactly_what_its_rules_select_one_by_one(rules: list[str]) -> None:
+    from kernel.engine.sqlfilter import RuleSet
+
+    rule_set = RuleSet(rules, RULE_SET_CORRELATIONS)
+    one_by_one = [SqlRule(f"r{n}", sql) for n, sql in enumerate(rules)] + RULE_SET_CORRELATIONS
+    assert rule_set.count == len(one_by_one)
+    checked = 0
+    for label in RULE_SET_LABELS + [f"l{n}" for n in (0, 49, 50)]:
+        for to in (None, "agent-1"):
+            for properties in ({}, {"priority": 7}, {"priority": 500}, {"region": "eu"}):
+                message = _rule_set_message(label, to, **properties)
+                expected = any(rule_matches(rule, message) for rule in one_by_one)
+                assert rule_set.matches(message) is expected, (label, to, properties)
+                checked += expected
+    assert checked > 0
+
+
+def test_a_rule_set_of_ten_thousand_label_rules_selects_by_label() -> None:
+    from kernel.engine.sqlfilter import RuleSet
+
+    rule_set = RuleSet([f"sys.Label = 'a{n:05d}.work' OR sys.Label LIKE 'all{n % 7}.%'" for n in range(10_000)])
+    assert rule_set.matches(_rule_set_message("a09999.work"))
+    assert rule_set.matches(_rule_set_message("all6.now"))
+    assert not rule_set.matches(_rule_set_message("a10000.work"))
+    assert not rule_set.matches(_rule_set_message("all7.now"))
+    assert not rule_set.matches(_rule_set_message(None))
