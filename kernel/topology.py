@@ -69,8 +69,7 @@ def build_topology(configs: ConfigSet) -> tuple[dict[str, Any], list[Problem]]:
     declared agents are never all built at once)."""
     problems: list[Problem] = []
     agent_rules: dict[str, list[dict[str, str]]] = {AGENT_EVENTS: []}
-    for address in sorted(configs.agents):
-        agent = configs.agents[address]
+    for address, agent in configs.agents.each():
         if not agent.enabled:
             continue
         for topic in dict.fromkeys(s.topic for s in agent.subscriptions):

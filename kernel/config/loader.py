@@ -111,7 +111,7 @@ class ConfigSet:
         """The agents' subscriptions indexed for routing, built on first use (a config set is not
         changed once the store hands it out)."""
         if self._subscribers is None:
-            self._subscribers = Subscribers(self.agents)
+            self._subscribers = Subscribers(self.agents.each())
         return self._subscribers
 
 
@@ -161,10 +161,9 @@ def load_configs(paths: Iterable[str | Path]) -> ConfigSet:
     """Load every config file under ``paths`` (files or folders)."""
     result = ConfigSet()
     loaded: list[_Loaded] = []
-    for path in discover(paths, result.problems):
-        file = str(path)
+    for file in discover_files(paths, result.problems):
         result.files.append(file)
-        document = load_file(path, result.problems, file=file)
+        document = load_file(file, result.problems)
         if document is not None:
             loaded.append(document)
     _collect(loaded, result)
@@ -175,14 +174,10 @@ def load_configs(paths: Iterable[str | Path]) -> ConfigSet:
     return result
 
 
-def discover(paths: Iterable[str | Path], problems: list[Problem]) -> list[Path]:
-    """Config files named by ``paths``: files as given, folders searched recursively."""
-    return [Path(file) for file in discover_files(paths, problems)]
-
-
 def discover_files(paths: Iterable[str | Path], problems: list[Problem]) -> list[str]:
-    """:func:`discover` as path strings: what a change check needs, ten thousand files in tens of
-    milliseconds (``os.scandir``, no ``Path`` per file)."""
+    """Config files named by ``paths`` (files as given, folders searched recursively), as path
+    strings: ten thousand files in tens of milliseconds (``os.scandir``, no ``Path`` per file,
+    whose parts Python would intern for the life of the process)."""
     found: list[str] = []
     for raw in paths:
         path = Path(raw)
@@ -224,12 +219,12 @@ def _files_under(folder: str) -> list[str]:
     return found
 
 
-def load_file(path: Path, problems: list[Problem], *, file: str | None = None) -> _Loaded | None:
-    """Parse and validate one file; on failure append problems and return None. ``file``: the
-    path as text, if the caller has it already (one string per file, however many refer to it)."""
-    file = file if file is not None else str(path)
+def load_file(file: str, problems: list[Problem]) -> _Loaded | None:
+    """Parse and validate one file; on failure append problems and return None."""
+    suffix = os.path.splitext(file)[1]
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(file, encoding="utf-8") as opened:
+            text = opened.read()
     except (OSError, UnicodeDecodeError) as error:
         problems.append(Problem(file=file, message=f"cannot read file: {error}", code="unreadable"))
         return None
@@ -239,7 +234,7 @@ def load_file(path: Path, problems: list[Problem], *, file: str | None = None) -
         )
         return None
     try:
-        parsed = parse(text, suffix=path.suffix)
+        parsed = parse(text, suffix=suffix)
     except ParseError as error:
         problems.append(
             Problem(file=file, line=error.line, column=error.column, message=error.message, code="syntax")
@@ -258,7 +253,7 @@ def load_file(path: Path, problems: list[Problem], *, file: str | None = None) -
             )
         )
         return None
-    kind = _kind_of(parsed, path, problems)
+    kind = _kind_of(parsed, file, problems)
     if kind is None:
         return None
     reference_problems = _check_reference_syntax(parsed, kind, file)
@@ -276,11 +271,10 @@ def load_file(path: Path, problems: list[Problem], *, file: str | None = None) -
                    config_version(document), stored_form(document, parsed.data))
 
 
-def _kind_of(parsed: Parsed, path: Path, problems: list[Problem]) -> str | None:
-    file = str(path)
+def _kind_of(parsed: Parsed, file: str, problems: list[Problem]) -> str | None:
     declared = parsed.data.get("kind")
     if declared is None:
-        for folder in reversed(path.parts[:-1]):
+        for folder in reversed(file.split(os.sep)[:-1]):
             if folder in FOLDER_KINDS:
                 return FOLDER_KINDS[folder]
         problems.append(

@@ -11,7 +11,7 @@ one. Matching is exactly ``fnmatch.fnmatchcase``'s.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Iterable
 from typing import Any
 
 _WILDCARDS = frozenset("*?[")
@@ -20,12 +20,12 @@ _WILDCARDS = frozenset("*?[")
 class Subscribers:
     """The enabled agents' subscriptions of one config set, indexed by topic and pattern."""
 
-    def __init__(self, agents: Mapping[str, Any]) -> None:
-        """``agents``: address -> agent config (only ``enabled`` and ``subscriptions`` are read)."""
+    def __init__(self, agents: Iterable[tuple[str, Any]]) -> None:
+        """``agents``: (address, agent config) pairs (only ``enabled`` and ``subscriptions`` are read)."""
         exact: dict[str, dict[str, list[str]]] = {}  # topic -> event type -> addresses
         prefix: dict[str, dict[str, list[str]]] = {}  # topic -> what comes before the '*' -> addresses
         other: list[tuple[str, str, str]] = []
-        for address, agent in agents.items():
+        for address, agent in agents:
             if not agent.enabled:
                 continue
             for subscription in agent.subscriptions:

@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from kernel.config import load_configs
-from kernel.config.documents import BUILT_DOCUMENTS, Documents, stored_form
+from kernel.config.documents import BUILT_DOCUMENTS, Documents, stored_form, stored_json
 from kernel.config.models import AgentConfig
 from kernel.config.store import ConfigStore
 
@@ -35,6 +35,25 @@ def test_every_read_gives_the_document_the_file_validates_to_even_after_many_oth
             configs.agents[f"a{other:04d}"]
         assert configs.agents[f"a{n:04d}"] == expected
     assert [agent.id for agent in configs.agents.values()] == sorted(f"a{n:04d}" for n in range(count))
+
+
+class _Note(BaseModel):  # a model of this test's own, so its dictionary is its first document here
+    title: str
+    body: str
+    tags: list[str]
+
+
+def test_documents_of_one_model_are_held_deflated_and_read_back_exactly() -> None:
+    data = [{"title": f"Note {n}", "body": "Keep the ledger current and explain every change to the owner.",
+             "tags": ["ledger", f"n{n}"]} for n in range(50)]
+    documents: Documents[_Note] = Documents(_Note)
+    for n, item in enumerate(data):
+        documents.put_stored(f"n{n}", stored_form(_Note.model_validate(item), item))
+    held = [documents._stored[f"n{n}"] for n in range(50)]
+    texts = [stored_json(_Note, stored) for stored in held]
+    assert [json.loads(text) for text in texts] == data
+    assert [documents[f"n{n}"] for n in range(50)] == [_Note.model_validate(item) for item in data]
+    assert sum(map(len, held[1:])) * 3 < sum(map(len, texts[1:])), "similar documents deflate against the first"
 
 
 def test_a_yaml_document_is_read_back_with_its_yaml_types(tmp_path: Path) -> None:
@@ -69,7 +88,7 @@ def test_data_json_carries_is_held_as_json_and_built_equal() -> None:
     data = {"codes": {}, "ratio": 0.1}
     document = _Lookup.model_validate(data)
     stored = stored_form(document, data)
-    assert stored == b'{"codes":{},"ratio":0.1}'
+    assert stored_json(_Lookup, stored) == b'{"codes":{},"ratio":0.1}'
     documents: Documents[_Lookup] = Documents(_Lookup)
     documents.put_stored("x", stored)
     assert documents["x"] == document and "x" in documents and list(documents) == ["x"] and len(documents) == 1

@@ -46,7 +46,7 @@ def test_the_index_finds_exactly_the_agents_whose_patterns_match(tmp_path: Path)
     _write_agents(tmp_path)
     configs = load_configs([tmp_path])
     assert configs.ok, configs.problems
-    index = Subscribers(configs.agents)
+    index = Subscribers(configs.agents.each())
     for topic in (DEFAULT_EVENTS_TOPIC, "audit-events", "nothing-here"):
         for event_type in EVENT_TYPES:
             assert index.of(topic, event_type) == _by_matching_every_pattern(configs, topic, event_type), (topic, event_type)
