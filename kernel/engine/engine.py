@@ -67,6 +67,10 @@ class _ActivityResult:
     details: str | None = None
 
 
+#: Running instances kept in memory between episodes (at least ``replay_cache``); about 5 KB each.
+KEPT_INSTANCES = 1024
+
+
 class Engine:
     """Owns durable state and runs it; the host adds triggers, HTTP and the bus around it."""
 
@@ -80,9 +84,13 @@ class Engine:
         self.max_concurrent_activities = max_concurrent_activities
         self.executor = executor
         self.http_caller = http_caller
-        self.instances: dict[str, Instance] = {}
+        # Running instances as last saved, least recently run first (the store holds them all: one
+        # not here is read back). Bounded, so ten thousand commands or turns started at once do
+        # not all sit in memory with their histories; never fewer than keep a replay.
+        self.instances: OrderedDict[str, Instance] = OrderedDict()
         # Instances whose SDK replay is kept between episodes (see replay.py), least recent first.
         self.replay_cache = max(0, replay_cache)
+        self.instance_cache = max(KEPT_INSTANCES, self.replay_cache)
         self._replays: OrderedDict[str, None] = OrderedDict()
         # Entities' last states as live objects (see entities.ParsedStates), as many as replays kept.
         self.entity_states = ParsedStates(self.replay_cache)
@@ -286,6 +294,7 @@ class Engine:
     def _get_instance(self, instance_id: str) -> Instance | None:
         inst = self.instances.get(instance_id)
         if inst is not None:
+            self.instances.move_to_end(instance_id)
             return inst
         row = self.store.load_instance(instance_id)
         if row is None:
@@ -294,8 +303,18 @@ class Engine:
         inst.history = self.store.load_history(instance_id)
         inst.persisted = len(inst.history)
         if inst.status not in TERMINAL:
-            self.instances[instance_id] = inst
+            self._remember(inst)
         return inst
+
+    def _remember(self, inst: Instance) -> None:
+        """Keep ``inst`` as the most recently run; past ``instance_cache``, the least recently run
+        is let go (with its kept replay: it replays in full when it next runs)."""
+        self.instances[inst.instance_id] = inst
+        self.instances.move_to_end(inst.instance_id)
+        while len(self.instances) > self.instance_cache:
+            evicted, dropped = self.instances.popitem(last=False)
+            dropped.replay = None
+            self._replays.pop(evicted, None)
 
     def _save(self, inst: Instance) -> None:
         if len(inst.history) > inst.persisted:
@@ -405,7 +424,7 @@ class Engine:
         stamp = format_timestamp(now)
         inst = Instance(instance_id, name, uuid.uuid4().hex, "Pending", input_, None, None, stamp, stamp,
                         Instance.new_state(parent))
-        self.instances[instance_id] = inst
+        self._remember(inst)
         self._save(inst)
         self.post("orch", instance_id, self._start_message(inst, now))
         return inst

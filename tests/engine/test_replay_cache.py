@@ -112,6 +112,33 @@ async def test_the_cache_is_bounded_and_an_evicted_instance_replays_in_full() ->
             host.engine.instances.get(i) is None for i in host.engine._replays), "finished instances keep nothing"
 
 
+async def test_running_instances_kept_in_memory_are_bounded_and_the_rest_run_from_the_store() -> None:
+    clock = VirtualClock()
+    async with EmbeddedHost(APP, clock=clock, replay_cache=2) as host:
+        host.engine.instance_cache = 3  # as with ten thousand started at once, scaled down
+        module = _module()
+        module.STARTS.clear()
+        module.ATTEMPTS.clear()
+        started = [await host.client.start_new("workflow", f"wf-{n}", f"key-{n}") for n in range(8)]
+        await host.wait_idle()
+        clock.advance(timedelta(seconds=1))  # the retry timers of the flaky activity
+        await host.wait_idle()
+        assert len(host.engine.instances) <= 3 and len(host.engine._replays) <= 2
+        for instance_id in started:
+            await host.client.raise_event(instance_id, "go", {"n": instance_id})
+        await host.wait_idle()
+        for instance_id in started:
+            await host.client.raise_event(instance_id, "late", "last")
+        await host.wait_idle()
+        for n, instance_id in enumerate(started):
+            status = await host.client.get_status(instance_id)
+            assert status.runtime_status == Status.Completed, status.output
+            assert status.output["event"] == {"n": instance_id} and status.output["late"] == "last"
+            assert status.output["total"] == 3 and status.output["child"] == status.output["total"] * 2 + 1
+        assert len(host.engine.instances) == 0, "finished instances are let go"
+        assert any(count > 1 for count in module.STARTS.values()), "let-go instances replayed in full"
+
+
 def test_the_setting_names_itself_when_it_is_wrong() -> None:
     assert replay_cache_setting(None) == replay_cache_setting("") == 256
     assert replay_cache_setting("0") == 0
