@@ -17,6 +17,7 @@ from typing import Any
 from azure.functions._durable_functions import EntityContext
 
 from .indexing import FunctionSpec
+from .records import dumps
 
 
 def split_entity_id(entity_id: str) -> tuple[str, str]:
@@ -171,4 +172,4 @@ def response_event_input(outcome: OperationOutcome) -> str:
     body: dict[str, Any] = {"result": outcome.result}
     if outcome.is_error:
         body["exceptionType"] = "EntityOperationFailed"
-    return json.dumps(body)
+    return dumps(body)

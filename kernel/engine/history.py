@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from .clock import format_timestamp
+from .records import dumps
 
 EXECUTION_STARTED = 0
 EXECUTION_COMPLETED = 1
@@ -51,4 +51,4 @@ def marked(ev: dict[str, Any], played: bool) -> dict[str, Any]:
 
 def encode(ev: dict[str, Any], played: bool) -> str:
     """The event's JSON with ``IsPlayed`` set."""
-    return json.dumps(marked(ev, played), separators=(",", ":"))
+    return dumps(marked(ev, played))

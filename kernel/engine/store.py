@@ -16,6 +16,8 @@ from typing import Any, Iterator, Sequence
 
 from kernel.durability import check_sqlite_level
 
+from .records import dumps
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS df_instances (
     instance_id TEXT PRIMARY KEY,
@@ -138,7 +140,7 @@ class Store:
         self.conn.execute(
             "INSERT OR REPLACE INTO df_instances VALUES (?,?,?,?,?,?,?,?,?,?)",
             (row.instance_id, row.name, row.execution_id, row.status, row.input, row.output,
-             row.custom_status, row.created_at, row.updated_at, json.dumps(row.state, separators=(",", ":"))),
+             row.custom_status, row.created_at, row.updated_at, dumps(row.state)),
         )
 
     def load_instance(self, instance_id: str) -> InstanceRow | None:
@@ -186,7 +188,7 @@ class Store:
     def add_message(self, kind: str, target: str, due_at: str, body: dict[str, Any]) -> int:
         cur = self.conn.execute(
             "INSERT INTO df_messages (kind, target, due_at, body) VALUES (?,?,?,?)",
-            (kind, target, due_at, json.dumps(body, separators=(",", ":"))),
+            (kind, target, due_at, dumps(body)),
         )
         return int(cur.lastrowid or 0)
 
