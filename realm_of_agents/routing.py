@@ -40,7 +40,7 @@ def route(envelope: Envelope, agents: Mapping[str, AgentConfig], topic: str = DE
             return Routing([envelope.to])
         return Routing([], unknown_agent=envelope.to)
     origin = ns.event_namespace(envelope, agents)
-    index = subscribers() if subscribers is not None else Subscribers(agents)
+    index = subscribers() if subscribers is not None else Subscribers(agents.items())
     candidates = index.of(topic, envelope.type)
     matched = []
     for address in candidates:
