@@ -130,7 +130,7 @@ async def test_running_instances_kept_in_memory_are_bounded_and_the_rest_run_fro
         for instance_id in started:
             await host.client.raise_event(instance_id, "late", "last")
         await host.wait_idle()
-        for n, instance_id in enumerate(started):
+        for instance_id in started:
             status = await host.client.get_status(instance_id)
             assert status.runtime_status == Status.Completed, status.output
             assert status.output["event"] == {"n": instance_id} and status.output["late"] == "last"
