@@ -805,7 +805,8 @@ def _correlation_matches(rule: CorrelationRule, message: FilterableMessage) -> b
 
 
 def rule_matches(rule: SqlRule | CorrelationRule, message: FilterableMessage) -> bool:
-    """Whether ``rule`` selects ``message`` for its subscription."""
+    """Whether ``rule``, on its own, selects ``message``: the rule-by-rule meaning a subscription's
+    :class:`RuleSet` must give (the bus itself matches through the set)."""
     if isinstance(rule, SqlRule):
         return _parse_cached(rule.sql).matches(message)
     return _correlation_matches(rule, message)
