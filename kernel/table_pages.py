@@ -28,7 +28,8 @@ async def rows_in_order(tables: TableStore, table: str, partition: str, *,
     start: str | None = None
     while True:
         try:
-            rows = await tables.query(table, partition, row_key_from=start, limit=page + (start is not None))
+            # after the first page, one more row: the previous page's last, skipped below
+            rows = await tables.query(table, partition, row_key_from=start, limit=page if start is None else page + 1)
         except NotFound:
             return
         if start is not None and rows and rows[0]["RowKey"] == start:
