@@ -17,6 +17,7 @@ import logging
 import traceback
 import uuid
 from collections import OrderedDict, deque
+from itertools import islice
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,6 +70,18 @@ class _ActivityResult:
 
 #: Running instances kept in memory between episodes (at least ``replay_cache``); about 5 KB each.
 KEPT_INSTANCES = 1024
+#: Pending messages whose bodies the mirror holds; past it a new message's body stays in the store
+#: only and is read back when its target runs. A start message carries the instance's input (a
+#: configure command's carries the agent's config): ten thousand of them queued at once held
+#: 12 MiB of parsed JSON, and the allocator kept that peak after they ran.
+MIRRORED_BODIES = 1024
+#: Episodes and entity batches one pass of a tick runs, of each, oldest first; a tick makes passes
+#: until nothing is ready, 16 passes or TICK_RUNS runs. Work past that waits for the next tick, after
+#: the commit and a turn of the event loop: ten thousand configure commands queued at once no longer
+#: run in one transaction that holds the loop for seconds, and what one pass leaves behind (entity
+#: calls, instances and replays) stays within the caches instead of piling up.
+PASS_RUNS = 256
+TICK_RUNS = 2048
 
 
 class Engine:
@@ -99,6 +112,9 @@ class Engine:
         self.held: dict[str, list[MessageRow]] = {}
         self.future: list[tuple[datetime, int, MessageRow]] = []
         self.cancelled: set[int] = set()
+        # Pending messages in ready_orch, ready_entity and future whose body is in memory (held
+        # messages never keep theirs): at most MIRRORED_BODIES.
+        self.mirrored_bodies = 0
         self.activity_queue: deque[ActivityRow] = deque()
         self.activity_running = 0
         self.activity_results: list[_ActivityResult] = []
@@ -130,12 +146,15 @@ class Engine:
         self.activity_queue.clear()
         self.activity_results.clear()
         self._to_dispatch.clear()
-        suspended = {r.instance_id for r in self.store.query_instances(statuses=["Suspended"])}
+        self.mirrored_bodies = 0
+        suspended = frozenset(r.instance_id for r in self.store.query_instances(statuses=["Suspended"]))
         now = self.clock.now()
-        for msg in self.store.load_messages():
-            if msg.kind == "orch" and msg.target in suspended and "control" not in msg.body:
+        for msg in self.store.load_messages(MIRRORED_BODIES, always=suspended):
+            if msg.kind == "orch" and msg.target in suspended and "control" not in (msg.body or {}):
+                msg.body = None
                 self.held.setdefault(msg.target, []).append(msg)
             else:
+                self._admit(msg)
                 self._enqueue(msg, now)
         self.activity_queue.extend(self.store.load_activities())
 
@@ -189,7 +208,9 @@ class Engine:
     def next_deadline(self) -> datetime | None:
         candidates = [d for d in (hook() for hook in self.deadline_hooks) if d is not None]
         while self.future and self.future[0][1] in self.cancelled:
-            heapq.heappop(self.future)
+            _, msg_id, msg = heapq.heappop(self.future)
+            self.cancelled.discard(msg_id)
+            self.mirrored_bodies -= msg.body is not None
         if self.future:
             candidates.append(self.future[0][0])
         return min(candidates) if candidates else None
@@ -238,6 +259,26 @@ class Engine:
                 f"{len(self.activity_queue)} activities queued, {self.activity_running} running")
 
     # messages --------------------------------------------------------------------------------
+    def _admit(self, msg: MessageRow) -> None:
+        """Count ``msg``'s body as mirrored, or leave it in the store when enough are."""
+        if msg.body is None:
+            return
+        if self.mirrored_bodies >= MIRRORED_BODIES:
+            msg.body = None
+        else:
+            self.mirrored_bodies += 1
+
+    def _release(self, msgs: list[MessageRow]) -> list[MessageRow]:
+        """``msgs`` leave the mirror (popped to run, or dropped); returns them, every body read."""
+        self.mirrored_bodies -= sum(1 for m in msgs if m.body is not None)
+        missing = [m.id for m in msgs if m.body is None]
+        if missing:
+            bodies = self.store.message_bodies(missing)
+            for m in msgs:
+                if m.body is None:
+                    m.body = bodies.get(m.id, {})
+        return msgs
+
     def _enqueue(self, msg: MessageRow, now: datetime) -> None:
         due = parse_timestamp(msg.due_at)
         if due > now:
@@ -252,7 +293,9 @@ class Engine:
         now = self.clock.now()
         due_at = format_timestamp(due or now)
         msg_id = self.store.add_message(kind, target, due_at, body)
-        self._enqueue(MessageRow(msg_id, kind, target, due_at, body), now)
+        msg = MessageRow(msg_id, kind, target, due_at, body)
+        self._admit(msg)
+        self._enqueue(msg, now)
         self.notify()
         return msg_id
 
@@ -263,7 +306,8 @@ class Engine:
 
     def _drop_pending(self, kind: str, target: str) -> None:
         self.store.delete_messages_for(kind, target)
-        (self.ready_orch if kind == "orch" else self.ready_entity).pop(target, None)
+        dropped = (self.ready_orch if kind == "orch" else self.ready_entity).pop(target, [])
+        self.mirrored_bodies -= sum(1 for m in dropped if m.body is not None)
         if kind == "orch":
             self.held.pop(target, None)
         self.cancelled.update(m.id for _, _, m in self.future if m.kind == kind and m.target == target)
@@ -279,17 +323,20 @@ class Engine:
                 _, msg_id, msg = heapq.heappop(self.future)
                 if msg_id in self.cancelled:
                     self.cancelled.discard(msg_id)
+                    self.mirrored_bodies -= msg.body is not None
                     continue
                 self._enqueue(msg, now)
             for hook in self.tick_hooks:
                 hook(now)
-            rounds = 0
-            while (self.ready_orch or self.ready_entity) and rounds < 16:
+            rounds = runs = 0
+            while (self.ready_orch or self.ready_entity) and rounds < 16 and runs < TICK_RUNS:
                 rounds += 1
-                for instance_id in list(self.ready_orch):
+                for instance_id in list(islice(self.ready_orch, PASS_RUNS)):
                     self._run_instance(instance_id, now)
-                for entity_id in list(self.ready_entity):
+                    runs += 1
+                for entity_id in list(islice(self.ready_entity, PASS_RUNS)):
                     self._run_entity(entity_id, now)
+                    runs += 1
 
     def _get_instance(self, instance_id: str) -> Instance | None:
         inst = self.instances.get(instance_id)
@@ -323,7 +370,7 @@ class Engine:
         self.store.save_instance(inst)
 
     def _run_instance(self, instance_id: str, now: datetime) -> None:
-        msgs = self.ready_orch.pop(instance_id, [])
+        msgs = self._release(self.ready_orch.pop(instance_id, []))
         inst = self._get_instance(instance_id)
         if inst is None or inst.status in TERMINAL:
             self.store.delete_messages([m.id for m in msgs])
@@ -338,7 +385,10 @@ class Engine:
         self._keep_replay(inst)
         if effects.hold_events:
             controls = [m for m in live if "control" in m.body]
-            self.held.setdefault(instance_id, []).extend(m for m in live if "control" not in m.body)
+            for m in live:
+                if "control" not in m.body:
+                    m.body = None  # held until resumed: read back then
+                    self.held.setdefault(instance_id, []).append(m)
             consumed = [m.id for m in controls] + stale
         else:
             consumed = [m.id for m in msgs]
@@ -430,7 +480,7 @@ class Engine:
         return inst
 
     def _run_entity(self, entity_id: str, now: datetime) -> None:
-        msgs = self.ready_entity.pop(entity_id, [])
+        msgs = self._release(self.ready_entity.pop(entity_id, []))
         if not msgs:
             return
         name, key = split_entity_id(entity_id)

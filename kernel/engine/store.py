@@ -69,6 +69,10 @@ CREATE TABLE IF NOT EXISTS df_timer_triggers (
 """
 
 
+#: Ids per ``IN (...)`` query, well inside SQLite's limit on bound parameters.
+_IN_CHUNK = 500
+
+
 def connect(path: str | None, synchronous: str = "NORMAL") -> sqlite3.Connection:
     """Open the engine's connection: in-memory when ``path`` is None, else a WAL file
     (``synchronous``: NORMAL or FULL, see ``kernel/durability.py``)."""
@@ -101,7 +105,8 @@ class MessageRow:
     kind: str
     target: str
     due_at: str
-    body: dict[str, Any]
+    #: None while the body is in the store only (see ``Engine``: the mirror keeps a bounded number)
+    body: dict[str, Any] | None
 
 
 @dataclass
@@ -199,9 +204,24 @@ class Store:
     def delete_messages_for(self, kind: str, target: str) -> None:
         self.conn.execute("DELETE FROM df_messages WHERE kind=? AND target=?", (kind, target))
 
-    def load_messages(self) -> list[MessageRow]:
+    def load_messages(self, bodies: int | None = None, *, always: frozenset[str] = frozenset()) -> list[MessageRow]:
+        """Every pending message, oldest first; past the first ``bodies`` of them (all when None),
+        a message's body is left in the store (``None``) unless its target is in ``always``."""
         cur = self.conn.execute("SELECT id, kind, target, due_at, body FROM df_messages ORDER BY id")
-        return [MessageRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in cur]
+        rows = []
+        for n, r in enumerate(cur):
+            parse = bodies is None or n < bodies or r[2] in always
+            rows.append(MessageRow(r[0], r[1], r[2], r[3], json.loads(r[4]) if parse else None))
+        return rows
+
+    def message_bodies(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The bodies of pending messages ``ids`` (those that still exist), by id."""
+        found: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start:start + _IN_CHUNK]
+            cur = self.conn.execute(f"SELECT id, body FROM df_messages WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((r[0], json.loads(r[1])) for r in cur)
+        return found
 
     # activities ------------------------------------------------------------------------------
     def add_activity(self, instance_id: str, execution_id: str, task_id: int, name: str, input_: str | None) -> int:
