@@ -108,6 +108,7 @@ async def sync(client: df.DurableOrchestrationClient, configs: ConfigSet, tables
     admission = admit_agents(configs, active)
     step = _Step(client, configs, tables, broken_files, admission, now, actor, report)
     seen: set[str] = set()
+    done = 0
     async for row in rows_in_order(tables, TABLE, PARTITION):  # one page of the registry at a time
         address = row["RowKey"]
         if address in configs.agents:
@@ -115,12 +116,28 @@ async def sync(client: df.DurableOrchestrationClient, configs: ConfigSet, tables
             await step.declared(address, row)
         else:
             await step.undeclared(address, row)
+        done = await _let_commands_run(done)
     for address in sorted(configs.agents):
         if address not in seen:
             await step.declared(address, None)
+            done = await _let_commands_run(done)
     for found in (report.configured, report.retired, report.unchanged, report.kept_broken):
         found.sort()
     return report
+
+
+#: Agents synced between two turns of the event loop (``_let_commands_run``).
+YIELD_EVERY = 100
+
+
+async def _let_commands_run(done: int) -> int:
+    """Count one more agent synced; every ``YIELD_EVERY``, give the event loop a turn. A client in
+    the same process (the embedded engine's) answers without ever suspending, so without it ten
+    thousand configure commands would all be queued before the first one ran."""
+    done += 1
+    if done % YIELD_EVERY == 0:
+        await asyncio.sleep(0)
+    return done
 
 
 def _agent_quotas(configs: ConfigSet) -> bool:
