@@ -79,18 +79,28 @@ def _datum(value: Any) -> meta.Datum | None:
     return meta.Datum(str(value), "string")
 
 
+#: Messages per call of the SDK's converter when a batch is delivered. It parses every metadata
+#: array again for each message, so one call over a batch of n messages costs n²: 219 µs a message
+#: at 100 (111 µs at 1). The function still receives the whole batch as one list.
+CONVERT_CHUNK = 16
+
+
 def build_messages(messages: list[ReceivedMessage], many: bool) -> Any:
     """``func.ServiceBusMessage`` (or a list of them) via the SDK's converter, as the worker builds it."""
     if not many:
         fields = _metadata(messages[0])
         metadata = {k: d for k, v in fields.items() if (d := _datum(v)) is not None}
         return ServiceBusMessageInConverter.decode(meta.Datum(messages[0].body, "bytes"), trigger_metadata=metadata)
-    arrays: dict[str, meta.Datum] = {}
-    rows = [_metadata(m) for m in messages]
-    for key in rows[0]:
-        arrays[key + "Array"] = meta.Datum(json.dumps([row[key] for row in rows]), "json")
-    data = meta.Datum(SimpleNamespace(bytes=[m.body for m in messages]), "collection_bytes")
-    return ServiceBusMessageInConverter.decode(data, trigger_metadata=arrays)
+    converted: list[Any] = []
+    for start in range(0, len(messages), CONVERT_CHUNK):
+        chunk = messages[start:start + CONVERT_CHUNK]
+        arrays: dict[str, meta.Datum] = {}
+        rows = [_metadata(m) for m in chunk]
+        for key in rows[0]:
+            arrays[key + "Array"] = meta.Datum(json.dumps([row[key] for row in rows]), "json")
+        data = meta.Datum(SimpleNamespace(bytes=[m.body for m in chunk]), "collection_bytes")
+        converted.extend(ServiceBusMessageInConverter.decode(data, trigger_metadata=arrays))
+    return converted
 
 
 def outgoing(value: Any, binding: dict[str, Any]) -> list[OutgoingMessage]:

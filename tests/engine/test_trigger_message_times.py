@@ -1,12 +1,12 @@
 """A Service Bus trigger's message carries the bus's times to the microsecond, single or batched,
-through the worker's own converter (``azure.functions``)."""
+through the worker's own converter (``azure.functions``), however many messages a batch holds."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
 from kernel.engine.bus import ReceivedMessage
-from kernel.engine.triggers import build_messages
+from kernel.engine.triggers import CONVERT_CHUNK, build_messages
 
 ENQUEUED = datetime(2026, 11, 21, 9, 30, 15, 123456, tzinfo=timezone.utc)
 
@@ -32,3 +32,14 @@ def test_a_batch_keeps_each_message_s_times() -> None:
     batch = build_messages([_message(1), _message(2)], many=True)
     assert [m.enqueued_time_utc for m in batch] == [ENQUEUED + timedelta(microseconds=n) for n in (1, 2)]
     assert all(m.enqueued_time_utc.tzinfo is not None for m in batch)
+
+
+def test_a_batch_larger_than_one_converter_call_arrives_whole_and_in_order() -> None:
+    """The converter is called per CONVERT_CHUNK messages; the function gets one list, each message
+    with its own fields."""
+    count = 2 * CONVERT_CHUNK + 3
+    batch = build_messages([_message(n) for n in range(count)], many=True)
+    assert [m.message_id for m in batch] == [f"m{n}" for n in range(count)]
+    assert [m.sequence_number for m in batch] == list(range(count))
+    assert [m.lock_token for m in batch] == [f"lock-{n}" for n in range(count)]
+    assert [m.enqueued_time_utc for m in batch] == [ENQUEUED + timedelta(microseconds=n) for n in range(count)]
