@@ -307,6 +307,30 @@ async def test_a_sync_pages_through_the_registry_and_writes_only_what_changed(tm
         assert (await agent(platform, "scout"))["status"] == "sleeping"
 
 
+async def test_a_sync_lets_the_engine_run_each_configure_command_as_it_is_queued(tmp_path: Path, monkeypatch) -> None:
+    """The sync gives the event loop a turn every YIELD_EVERY agents: an in-process engine runs
+    the configure commands as they come instead of finding them all queued at the end."""
+    from realm_of_agents import registration
+
+    monkeypatch.setattr(registration, "YIELD_EVERY", 1)
+    configs = tmp_path / "agent_configs"
+    shutil.copytree(REPO / "agent_configs", configs)
+    paths = f"{configs},{REPO / 'mcp_configs'}"
+    async with running(tmp_path / "state", config_paths=paths, watch_interval=3600) as platform:
+        engine = platform.host.engine
+        coo = (configs / "coo.yaml").read_text()
+        for n in range(6):
+            (configs / f"clone-{n}.yaml").write_text(coo.replace("id: coo", f"id: clone-{n}", 1))
+        queued: list[int] = []
+        engine.tick_hooks.append(lambda now: queued.append(sum(1 for t in engine.ready_orch if t.startswith("command-"))))
+        report = await ok(platform, "POST", "agents/sync")
+        assert report["configured"] == [f"clone-{n}" for n in range(6)]
+        assert queued and max(queued) < 6, queued  # without the turns: no tick until all six were queued
+        await settle(platform)
+        for n in range(6):
+            assert (await agent(platform, f"clone-{n}"))["status"] == "sleeping"
+
+
 async def test_config_changes_reconfigure_retire_and_survive_broken_files(tmp_path: Path) -> None:
     configs = tmp_path / "configs"
     shutil.copytree(REPO / "agent_configs", configs / "agent_configs")
