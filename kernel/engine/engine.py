@@ -269,15 +269,17 @@ class Engine:
             self.mirrored_bodies += 1
 
     def _release(self, msgs: list[MessageRow]) -> list[MessageRow]:
-        """``msgs`` leave the mirror (popped to run, or dropped); returns them, every body read."""
+        """``msgs`` leave the mirror to run: returns them with every body read from the store (a
+        message no longer there has nothing left to deliver and is left out)."""
         self.mirrored_bodies -= sum(1 for m in msgs if m.body is not None)
         missing = [m.id for m in msgs if m.body is None]
-        if missing:
-            bodies = self.store.message_bodies(missing)
-            for m in msgs:
-                if m.body is None:
-                    m.body = bodies.get(m.id, {})
-        return msgs
+        if not missing:
+            return msgs
+        bodies = self.store.message_bodies(missing)
+        for m in msgs:
+            if m.body is None:
+                m.body = bodies.get(m.id)
+        return [m for m in msgs if m.body is not None]
 
     def _enqueue(self, msg: MessageRow, now: datetime) -> None:
         due = parse_timestamp(msg.due_at)
