@@ -210,7 +210,7 @@ class Engine:
         while self.future and self.future[0][1] in self.cancelled:
             _, msg_id, msg = heapq.heappop(self.future)
             self.cancelled.discard(msg_id)
-            self.mirrored_bodies -= msg.body is not None
+            self._forget([msg])
         if self.future:
             candidates.append(self.future[0][0])
         return min(candidates) if candidates else None
@@ -268,10 +268,14 @@ class Engine:
         else:
             self.mirrored_bodies += 1
 
+    def _forget(self, msgs: list[MessageRow]) -> None:
+        """``msgs`` leave the mirror: their bodies in memory no longer count."""
+        self.mirrored_bodies -= sum(1 for m in msgs if m.body is not None)
+
     def _release(self, msgs: list[MessageRow]) -> list[MessageRow]:
         """``msgs`` leave the mirror to run: returns them with every body read from the store (a
         message no longer there has nothing left to deliver and is left out)."""
-        self.mirrored_bodies -= sum(1 for m in msgs if m.body is not None)
+        self._forget(msgs)
         missing = [m.id for m in msgs if m.body is None]
         if not missing:
             return msgs
@@ -308,8 +312,7 @@ class Engine:
 
     def _drop_pending(self, kind: str, target: str) -> None:
         self.store.delete_messages_for(kind, target)
-        dropped = (self.ready_orch if kind == "orch" else self.ready_entity).pop(target, [])
-        self.mirrored_bodies -= sum(1 for m in dropped if m.body is not None)
+        self._forget((self.ready_orch if kind == "orch" else self.ready_entity).pop(target, []))
         if kind == "orch":
             self.held.pop(target, None)
         self.cancelled.update(m.id for _, _, m in self.future if m.kind == kind and m.target == target)
@@ -325,7 +328,7 @@ class Engine:
                 _, msg_id, msg = heapq.heappop(self.future)
                 if msg_id in self.cancelled:
                     self.cancelled.discard(msg_id)
-                    self.mirrored_bodies -= msg.body is not None
+                    self._forget([msg])
                     continue
                 self._enqueue(msg, now)
             for hook in self.tick_hooks:
