@@ -757,7 +757,7 @@ class SqlRule:
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("a rule needs a name")
-        _parse_cached(self.sql)
+        parse(self.sql)
 
 
 _CORRELATION_FIELDS = ("correlation_id", "message_id", "to", "reply_to", "subject", "session_id", "content_type")
