@@ -14,6 +14,7 @@ import asyncio
 import heapq
 import json
 import logging
+import time
 import traceback
 import uuid
 from collections import OrderedDict, deque
@@ -26,6 +27,7 @@ from typing import Any, Awaitable, Callable
 from azure.functions import meta
 from azure.functions.durable_functions import ActivityTriggerConverter
 
+from . import heap
 from . import history as h
 from .clock import Clock, format_timestamp, parse_timestamp
 from .entities import ParsedStates, entity_id_of, response_event_input, run_batch, split_entity_id
@@ -119,6 +121,11 @@ class Engine:
         self.activity_running = 0
         self.activity_results: list[_ActivityResult] = []
         self._to_dispatch: list[ActivityRow] = []
+        # Runs (episodes and entity batches) since memory was last given back (see heap.py), and how
+        # many times it was.
+        self.runs_since_release = 0
+        self.memory_releases = 0
+        self._quiet_since: float | None = None
         self.tick_hooks: list[Callable[[datetime], None]] = []
         self.after_tick_hooks: list[Callable[[], None]] = []
         self.busy_hooks: list[Callable[[], bool]] = []
@@ -192,15 +199,38 @@ class Engine:
             if self._immediate_work():
                 await asyncio.sleep(0)
                 continue
-            timeout: float | None = None
+            release_in = self._release_due_in()
+            if release_in == 0.0:
+                self.release_memory()
+                release_in = None
+            timeout: float | None = release_in
             if not self.clock.virtual:
                 deadline = self.next_deadline()
                 if deadline is not None:
-                    timeout = max(0.0, (deadline - self.clock.now()).total_seconds())
+                    until = max(0.0, (deadline - self.clock.now()).total_seconds())
+                    timeout = until if timeout is None else min(timeout, until)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
+
+    def _release_due_in(self) -> float | None:
+        """Seconds until memory is given back (see heap.py): None unless a burst of runs is over and
+        nothing is running; the engine must then stay quiet for ``RELEASE_AFTER_QUIET_SECONDS``, so a
+        pause inside a burst (a config sync between its chunks) does not drop the caches it is using."""
+        if self.runs_since_release < heap.RELEASE_AFTER_RUNS or self.activity_queue or self.activity_running:
+            self._quiet_since = None
+            return None
+        now = time.monotonic()
+        if self._quiet_since is None:
+            self._quiet_since = now
+        return max(0.0, self._quiet_since + heap.RELEASE_AFTER_QUIET_SECONDS - now)
+
+    def release_memory(self) -> None:
+        """Give back what a burst left unused: the store's page cache and the C heap's free pages."""
+        heap.release([self.store.conn])
+        self.runs_since_release = 0
+        self.memory_releases += 1
 
     def _immediate_work(self) -> bool:
         return bool(self.ready_orch or self.ready_entity or self.activity_results)
@@ -342,6 +372,9 @@ class Engine:
                 for entity_id in list(islice(self.ready_entity, PASS_RUNS)):
                     self._run_entity(entity_id, now)
                     runs += 1
+            if runs:
+                self.runs_since_release += runs
+                self._quiet_since = None
 
     def _get_instance(self, instance_id: str) -> Instance | None:
         inst = self.instances.get(instance_id)
