@@ -144,6 +144,11 @@ def table(result: dict[str, Any]) -> list[dict[str, Any]]:
             _row(rows, "sleeping", f"{agents:,} agents registered {mode}: RSS added MiB",
                  _text(result, "sleeping", f"{mode}.rss_delta_mib"), "< 25 MB at 10,000" + note,
                  scaled * 1.048576 < 25 if scaled is not None else None, delta)
+            after_turns = _median(result, "sleeping", f"{mode}.rss_delta_after_turns_mib")
+            if after_turns is not None:
+                _row(rows, "sleeping", f"{mode}: RSS added MiB after one agent's sample turns",
+                     _text(result, "sleeping", f"{mode}.rss_delta_after_turns_mib"), "< 25 MB at 10,000" + note,
+                     after_turns * 1.048576 < 25 if agents == 10_000 else None, after_turns)
             _row(rows, "sleeping", f"{mode}: one agent's turn p50 ms before / after",
                  f"{_text(result, 'sleeping', f'{mode}.turn_p50_ms_before')} / "
                  f"{_text(result, 'sleeping', f'{mode}.turn_p50_ms_after')}")

@@ -50,12 +50,14 @@ def sleeping(params: dict[str, Any], repeat: int, state_dir: Path) -> dict[str, 
             runs[index].update({
                 f"{prefix}rss_delta_mib": found["rss_delta_mib"],
                 f"{prefix}rss_per_agent_bytes": found["rss_per_agent_bytes"],
+                f"{prefix}rss_delta_after_turns_mib": found["rss_delta_after_turns_mib"],
                 f"{prefix}sqlite_bytes_per_agent": found["sqlite_bytes_per_agent"],
                 f"{prefix}register_seconds": found["register_seconds"],
                 f"{prefix}turn_p50_ms_before": found["turn_send_to_done_ms_before"]["p50"],
                 f"{prefix}turn_p50_ms_after": found["turn_send_to_done_ms_after"]["p50"],
             })
-            details[mode] = {k: found[k] for k in ("rss_before_mib", "rss_after_mib", "entity_state_bytes_one_agent")}
+            details[mode] = {k: found[k] for k in ("rss_before_mib", "rss_after_mib", "entity_state_bytes_one_agent",
+                                                   "memory_releases")}
             again = found.get("restarted")
             if again:  # declared agents, in a new process over the same folder: the steady state
                 runs[index].update({
