@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kernel.config.loader import ConfigSet
-from kernel.config.models import DEFAULT_EVENTS_TOPIC, AgentConfig
+from kernel.config.models import DEFAULT_EVENTS_TOPIC, AgentConfig, AgentRouting
 from kernel.config.problems import Problem
 
 AGENT_EVENTS = DEFAULT_EVENTS_TOPIC
@@ -51,7 +51,7 @@ def like_pattern(event_pattern: str) -> str:
     return f"sys.Label LIKE '{literal}'" + (" ESCAPE '\\'" if needs_escape else "")
 
 
-def agent_rule_sql(agent: AgentConfig, topic: str) -> str | None:
+def agent_rule_sql(agent: AgentConfig | AgentRouting, topic: str) -> str | None:
     """The filter that selects the events ``agent`` subscribes to on ``topic``."""
     clauses = [
         like_pattern(pattern)
@@ -69,7 +69,7 @@ def build_topology(configs: ConfigSet) -> tuple[dict[str, Any], list[Problem]]:
     declared agents are never all built at once)."""
     problems: list[Problem] = []
     agent_rules: dict[str, list[dict[str, str]]] = {AGENT_EVENTS: []}
-    for address, agent in configs.agents.each():
+    for address, agent in configs.agents.each_as(AgentRouting):
         if not agent.enabled:
             continue
         for topic in dict.fromkeys(s.topic for s in agent.subscriptions):

@@ -28,6 +28,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
+V = TypeVar("V", bound=BaseModel)
 
 #: Documents kept built, over every kind and every loaded config set (a reload reuses them). A
 #: turn reads its agent's config from the entity, not from here; what reads documents (API calls,
@@ -66,6 +67,13 @@ class Documents(MutableMapping[str, M], Generic[M]):
         for key in sorted(self._stored):
             stored = self._stored[key]
             yield key, _validated(self._model, stored) if isinstance(stored, bytes) else stored  # type: ignore[misc]
+
+    def each_as(self, view: type[V]) -> Iterator[tuple[str, V | M]]:
+        """Like :meth:`each`, but each stored document is validated as ``view``, a model of some of
+        its fields that ignores the rest (a document held built is given as it is)."""
+        for key in sorted(self._stored):
+            stored = self._stored[key]
+            yield key, view.model_validate(json.loads(stored_json(self._model, stored))) if isinstance(stored, bytes) else stored
 
     def __setitem__(self, key: str, document: M) -> None:
         self._stored[key] = document

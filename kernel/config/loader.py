@@ -30,6 +30,7 @@ from kernel.config.models import (
     SETTINGS_ENDPOINT,
     AdapterConfig,
     AgentConfig,
+    AgentRouting,
     Document,
     InferenceEndpointConfig,
     SHARED_KINDS,
@@ -111,7 +112,7 @@ class ConfigSet:
         """The agents' subscriptions indexed for routing, built on first use (a config set is not
         changed once the store hands it out)."""
         if self._subscribers is None:
-            self._subscribers = Subscribers(self.agents.each())
+            self._subscribers = Subscribers(self.agents.each_as(AgentRouting))
         return self._subscribers
 
 

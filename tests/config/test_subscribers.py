@@ -46,10 +46,12 @@ def test_the_index_finds_exactly_the_agents_whose_patterns_match(tmp_path: Path)
     _write_agents(tmp_path)
     configs = load_configs([tmp_path])
     assert configs.ok, configs.problems
-    index = Subscribers(configs.agents.each())
+    index = configs.subscribers()  # built from each agent's routing fields only (AgentRouting)
+    whole = Subscribers(configs.agents.each())  # built from the whole documents
     for topic in (DEFAULT_EVENTS_TOPIC, "audit-events", "nothing-here"):
         for event_type in EVENT_TYPES:
-            assert index.of(topic, event_type) == _by_matching_every_pattern(configs, topic, event_type), (topic, event_type)
+            expected = _by_matching_every_pattern(configs, topic, event_type)
+            assert index.of(topic, event_type) == whole.of(topic, event_type) == expected, (topic, event_type)
     # the cases the table is about, spelled out
     assert index.of(DEFAULT_EVENTS_TOPIC, "invoice.paid") == [
         "bare-prefix", "everything", "exact", "prefix", "several", "suffix", "two-stars"]
