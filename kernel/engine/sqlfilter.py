@@ -843,8 +843,8 @@ class RuleSet:
         for rule in correlations:
             count += 1
             others.append(lambda message, rule=rule: _correlation_matches(rule, message))
-        self._labels = frozenset(labels)
-        self._prefixes = frozenset(prefixes)
+        self._labels = labels  # kept as built: a frozen copy of ten thousand labels would double the peak
+        self._prefixes = prefixes
         self._prefix_lengths = tuple(sorted({len(prefix) for prefix in prefixes}))
         self._others = tuple(others)
         self.count = count
