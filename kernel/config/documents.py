@@ -62,18 +62,15 @@ class Documents(MutableMapping[str, M], Generic[M]):
 
     def each(self) -> Iterator[tuple[str, M]]:
         """Every ``(key, document)`` in key order, each built for this pass only: a pass over ten
-        thousand (the topology, the routing index) would otherwise push the documents agents are
-        using out of the recently built."""
-        for key in sorted(self._stored):
-            stored = self._stored[key]
-            yield key, _validated(self._model, stored) if isinstance(stored, bytes) else stored  # type: ignore[misc]
+        thousand would otherwise push the documents agents are using out of the recently built."""
+        return self.each_as(self._model)  # type: ignore[return-value]
 
     def each_as(self, view: type[V]) -> Iterator[tuple[str, V | M]]:
         """Like :meth:`each`, but each stored document is validated as ``view``, a model of some of
         its fields that ignores the rest (a document held built is given as it is)."""
         for key in sorted(self._stored):
             stored = self._stored[key]
-            yield key, view.model_validate(json.loads(stored_json(self._model, stored))) if isinstance(stored, bytes) else stored
+            yield key, _validated(view, stored, self._model) if isinstance(stored, bytes) else stored
 
     def __setitem__(self, key: str, document: M) -> None:
         self._stored[key] = document
@@ -124,8 +121,9 @@ def built(model: type[M], stored: bytes | M) -> M:
     return stored
 
 
-def _validated(model: type[BaseModel], stored: bytes) -> BaseModel:
-    return model.model_validate(json.loads(stored_json(model, stored)))
+def _validated(model: type[BaseModel], stored: bytes, held_as: type[BaseModel] | None = None) -> BaseModel:
+    """``stored`` (held as a ``held_as`` document, by default ``model``) validated as ``model``."""
+    return model.model_validate(json.loads(stored_json(held_as or model, stored)))
 
 
 _built = functools.lru_cache(maxsize=BUILT_DOCUMENTS)(_validated)
