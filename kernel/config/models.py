@@ -270,8 +270,9 @@ class AgentRouting(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    subscriptions: list[Subscription] = Field(default_factory=list)
-    enabled: bool = True
+    # the defaults are AgentConfig's own, so the two cannot disagree about an agent that omits them
+    subscriptions: list[Subscription] = Field(default_factory=AgentConfig.model_fields["subscriptions"].default_factory)
+    enabled: bool = AgentConfig.model_fields["enabled"].default
 
 
 def _require_unique(field: str, values: list[str]) -> None:
