@@ -21,19 +21,19 @@ auto-forwarding, rule actions, message size limits, per-entity default TTL.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import re
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
-from kernel.engine.sqlfilter import CorrelationRule, RuleSet, SqlRule
+from kernel.engine import bus_rules
+from kernel.engine.bus_rules import Routing
+from kernel.engine.sqlfilter import CorrelationRule, SqlRule
 
 __all__ = [
     "CorrelationRule",
@@ -178,8 +178,10 @@ _SCHEMA = (
         dead_letter_on_expiration INTEGER NOT NULL,
         rules TEXT,
         next_sequence INTEGER NOT NULL DEFAULT 1,
-        rules_tag TEXT
+        rules_tag TEXT,
+        routing TEXT
     )""",
+    *bus_rules.SCHEMA,
     "CREATE INDEX IF NOT EXISTS bus_entities_topic ON bus_entities (topic_key) WHERE topic_key IS NOT NULL",
     """CREATE TABLE IF NOT EXISTS bus_messages (
         id INTEGER PRIMARY KEY,
@@ -265,63 +267,6 @@ def _prepare(message: OutgoingMessage) -> OutgoingMessage:
     )
 
 
-def _rules_json(rules: Sequence[Rule]) -> str:
-    """The rules as stored: a JSON list, written one rule at a time. The realm's subscription has a
-    rule per agent; a list of ten thousand dicts built only to be encoded would leave the allocator
-    holding its memory long after (docs/performance.md, round 9)."""
-    out = io.StringIO()
-    out.write("[")
-    for position, rule in enumerate(rules):
-        if isinstance(rule, SqlRule):
-            item: dict[str, Any] = {"kind": "sql", "name": rule.name, "sql": rule.sql}
-        elif isinstance(rule, CorrelationRule):
-            item = {"kind": "correlation", **asdict(rule)}
-        else:
-            raise TypeError(f"rules must be SqlRule or CorrelationRule, got {type(rule).__name__}")
-        if position:
-            out.write(",")
-        out.write(json.dumps(item, separators=(",", ":")))
-    out.write("]")
-    return out.getvalue()
-
-
-def _rules_tag(text: str) -> str:
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-_DECODER = json.JSONDecoder()
-
-
-def _stored_items(text: str) -> Iterator[dict[str, Any]]:
-    """The rules of a stored list (``_rules_json``), decoded one at a time: the realm's 600 KB of
-    ten thousand rules never sit in memory as ten thousand dicts at once."""
-    end = len(text)
-    position = text.index("[") + 1
-    while True:
-        while position < end and text[position] in " \t\r\n,":
-            position += 1
-        if position >= end or text[position] == "]":
-            return
-        item, position = _DECODER.raw_decode(text, position)
-        yield item
-
-
-def _compiled(text: str) -> RuleSet:
-    """Stored rules (``_rules_json``) as a :class:`RuleSet` (SQL parsed once, here), read in two
-    passes over the text so no list of every rule's SQL is built: correlation rules are few."""
-    correlations = [CorrelationRule(**{k: v for k, v in item.items() if k != "kind"})
-                    for item in _stored_items(text) if item["kind"] != "sql"]
-    return RuleSet((item["sql"] for item in _stored_items(text) if item["kind"] == "sql"), correlations)
-
-
-def _rules_from_json(text: str) -> tuple[Rule, ...]:
-    rules: list[Rule] = []
-    for item in json.loads(text):
-        kind = item.pop("kind")
-        rules.append(SqlRule(**item) if kind == "sql" else CorrelationRule(**item))
-    return tuple(rules)
-
-
 def _message_from_row(row: _Row) -> OutgoingMessage:
     """The message as a topic's rules see it when a scheduled message reaches its time."""
     return OutgoingMessage(
@@ -351,13 +296,14 @@ class EmbeddedBus:
         self._conn = conn
         self._clock = clock
         # subscription key -> (rules_tag, its rules compiled); replaced when the tag changes
-        self._rule_sets: dict[str, tuple[str | None, RuleSet]] = {}
+        self._routings: dict[str, tuple[str | None, Routing]] = {}
         # entity key -> how many times its messages changed through this object (see change_count).
         self._changes: dict[str, int] = {}
         with self._atomic():
             for statement in _SCHEMA:
                 self._conn.execute(statement)
             self._tag_rules()
+            self._index_rules()
 
     # ------------------------------------------------------------------------------------------
     # Declarations
@@ -402,7 +348,8 @@ class EmbeddedBus:
         _check_name(name, _SUBSCRIPTION_NAME, "subscription", 50)
         settings = _settings(max_delivery_count, lock_duration)
         chosen = tuple(rules) if rules else _DEFAULT_RULES
-        rules_text = _rules_json(chosen)
+        rules_text = bus_rules.rules_json(chosen)
+        tag = bus_rules.rules_tag(rules_text)
         names = [rule.name.lower() for rule in chosen]
         if len(set(names)) != len(names):
             raise ValueError(f"subscription {topic}/{name} has two rules with the same name: {[r.name for r in chosen]}")
@@ -410,8 +357,13 @@ class EmbeddedBus:
             parent = self._declare_topic(topic)
             key = f"{parent.key}/subscriptions/{name.lower()}"
             path = f"{parent.path}/Subscriptions/{name}"
-            self._upsert(_Entity(key, path, "subscription", parent.key, *settings, dead_letter_on_expiration,
-                                 _rules_tag(rules_text)), rules_text)
+            indexed = self._query("SELECT 1 FROM bus_entities WHERE key = ? AND rules_tag = ? AND routing IS NOT NULL",
+                                  (key, tag))
+            self._upsert(_Entity(key, path, "subscription", parent.key, *settings, dead_letter_on_expiration, tag),
+                         rules_text)
+            if not indexed:  # the same rules declared again (every start) keep their index
+                self._conn.execute("UPDATE bus_entities SET routing = ? WHERE key = ?",
+                                   (bus_rules.index(self._conn, key, chosen), key))
 
     def entities(self) -> dict[str, Any]:
         """Declared queues, topics and subscriptions with their settings and rules, for diagnostics."""
@@ -432,7 +384,7 @@ class EmbeddedBus:
             if entity.kind == "subscription" and entity.topic_key is not None:
                 topic = by_key[entity.topic_key]
                 described = {**_describe(entity), "path": entity.path,
-                             "rules": list(_rules_from_json(self._rules_text(entity.key)))}
+                             "rules": list(bus_rules.rules_from_json(self._rules_text(entity.key)))}
                 topics[topic.path]["subscriptions"][entity.path.rsplit("/", 1)[1]] = described
         return {"queues": queues, "topics": topics}
 
@@ -745,7 +697,17 @@ class EmbeddedBus:
             self._conn.execute("ALTER TABLE bus_entities ADD COLUMN rules_tag TEXT")
         untagged = self._query("SELECT key, rules FROM bus_entities WHERE rules IS NOT NULL AND rules_tag IS NULL")
         self._conn.executemany("UPDATE bus_entities SET rules_tag = ? WHERE key = ?",
-                               [(_rules_tag(rules), key) for key, rules in untagged])
+                               [(bus_rules.rules_tag(rules), key) for key, rules in untagged])
+
+    def _index_rules(self) -> None:
+        """Put the rules of every subscription stored before the label index into it (a one-time
+        upgrade; rules stored by this version are indexed when declared)."""
+        columns = {row[1] for row in self._query("PRAGMA table_info(bus_entities)")}
+        if "routing" not in columns:
+            self._conn.execute("ALTER TABLE bus_entities ADD COLUMN routing TEXT")
+        for key, rules in self._query("SELECT key, rules FROM bus_entities WHERE rules IS NOT NULL AND routing IS NULL"):
+            self._conn.execute("UPDATE bus_entities SET routing = ? WHERE key = ?",
+                               (bus_rules.index(self._conn, key, bus_rules.rules_from_json(rules)), key))
 
     def _declare_topic(self, name: str) -> _Entity:
         existing = self._entity(name)
@@ -759,16 +721,17 @@ class EmbeddedBus:
         rows = self._query("SELECT rules FROM bus_entities WHERE key = ?", (key,))
         return (rows[0][0] if rows else None) or "[]"
 
-    def _rule_set(self, key: str, tag: str | None) -> RuleSet:
+    def _routing(self, key: str, tag: str | None) -> Routing:
         """The subscription's rules, compiled once per version of them (the tag says which)."""
-        known = self._rule_sets.get(key)
+        known = self._routings.get(key)
         if known is None or known[0] != tag:
-            known = self._rule_sets[key] = (tag, _compiled(self._rules_text(key)))
+            rows = self._query("SELECT routing FROM bus_entities WHERE key = ?", (key,))
+            known = self._routings[key] = (tag, Routing.compiled(key, rows[0][0]))
         return known[1]
 
-    def _subscriptions(self, topic_key: str) -> list[tuple[str, RuleSet]]:
+    def _subscriptions(self, topic_key: str) -> list[tuple[str, Routing]]:
         rows = self._query("SELECT key, rules_tag FROM bus_entities WHERE topic_key = ? ORDER BY key", (topic_key,))
-        return [(key, self._rule_set(key, tag)) for key, tag in rows]
+        return [(key, self._routing(key, tag)) for key, tag in rows]
 
     def _allocate_sequence_numbers(self, key: str, count: int) -> int:
         ((next_sequence,),) = self._query(
@@ -836,10 +799,10 @@ class EmbeddedBus:
         self._touch(keys)
 
     def _fan_out(
-        self, subscriptions: list[tuple[str, RuleSet]], sequence_number: int, message: OutgoingMessage,
+        self, subscriptions: list[tuple[str, Routing]], sequence_number: int, message: OutgoingMessage,
         enqueued: int,
     ) -> None:
-        matching = [key for key, rules in subscriptions if rules.matches(message)]
+        matching = [key for key, routing in subscriptions if routing.matches(self._conn, message)]
         self._insert(matching, sequence_number, message, enqueued)
 
     def _locked(self, lock_token: str) -> _Row:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
@@ -805,62 +805,18 @@ def _correlation_matches(rule: CorrelationRule, message: FilterableMessage) -> b
 
 
 def rule_matches(rule: SqlRule | CorrelationRule, message: FilterableMessage) -> bool:
-    """Whether ``rule``, on its own, selects ``message``: the rule-by-rule meaning a subscription's
-    :class:`RuleSet` must give (the bus itself matches through the set)."""
+    """Whether ``rule``, on its own, selects ``message``: the rule-by-rule meaning the bus's label
+    index must give (kernel/engine/bus_rules.py)."""
     if isinstance(rule, SqlRule):
         return _parse_cached(rule.sql).matches(message)
     return _correlation_matches(rule, message)
 
 
-class RuleSet:
-    """A subscription's rules, matched as Service Bus matches them: a message is copied when any
-    rule selects it.
-
-    The realm's subscription holds one rule per agent, each an OR of ``sys.Label = '…'`` and
-    ``sys.Label LIKE '…%'`` terms. Evaluating ten thousand of them one by one costs hundreds of
-    milliseconds per message, so SQL filters made only of such terms are held as a set of labels
-    and a set of label prefixes (a lookup per prefix length); every other rule is evaluated as
-    written. Both give the same answer: a label term is TRUE exactly when the label is that string
-    (or starts with that prefix), and an OR of terms is TRUE when one of them is.
-    """
-
-    __slots__ = ("_labels", "_prefixes", "_prefix_lengths", "_others", "count")
-
-    def __init__(self, sql_filters: Iterable[str] = (), correlations: Iterable[CorrelationRule] = ()) -> None:
-        labels: set[str] = set()
-        prefixes: set[str] = set()
-        others: list[Callable[[FilterableMessage], bool]] = []
-        count = 0
-        for sql in sql_filters:
-            count += 1
-            predicate = parse(sql)
-            terms = _label_terms(predicate._root)
-            if terms is None:
-                others.append(predicate.matches)
-                continue
-            for whole, text in terms:
-                (labels if whole else prefixes).add(text)
-        for rule in correlations:
-            count += 1
-            others.append(lambda message, rule=rule: _correlation_matches(rule, message))
-        self._labels = labels  # kept as built: a frozen copy of ten thousand labels would double the peak
-        self._prefixes = prefixes
-        self._prefix_lengths = tuple(sorted({len(prefix) for prefix in prefixes}))
-        self._others = tuple(others)
-        self.count = count
-
-    def matches(self, message: FilterableMessage) -> bool:
-        """Whether any rule selects ``message``."""
-        label = message.subject
-        if isinstance(label, str):
-            if label in self._labels:
-                return True
-            for length in self._prefix_lengths:
-                if length > len(label):
-                    break
-                if label[:length] in self._prefixes:
-                    return True
-        return any(match(message) for match in self._others)
+def label_terms(sql: str) -> list[tuple[bool, str]] | None:
+    """A SQL filter made only of label terms, as (True, label) for each ``sys.Label = 'label'`` and
+    (False, prefix) for each ``sys.Label LIKE 'prefix%'``; None for any other filter. The bus holds
+    such rules in an index instead of evaluating them one by one (kernel/engine/bus_rules.py)."""
+    return _label_terms(parse(sql)._root)
 
 
 def _label_terms(node: _Node) -> list[tuple[bool, str]] | None:
