@@ -227,7 +227,9 @@ class Engine:
         return max(0.0, self._quiet_since + heap.RELEASE_AFTER_QUIET_SECONDS - now)
 
     def release_memory(self) -> None:
-        """Give back what a burst left unused: the store's page cache and the C heap's free pages."""
+        """Give back what a burst left unused: the entities' parsed states it cached (a registration's
+        are ten thousand sleeping agents' configs), the store's page cache and the C heap's free pages."""
+        self.entity_states.clear()
         heap.release([self.store.conn])
         self.runs_since_release = 0
         self.memory_releases += 1

@@ -79,6 +79,9 @@ class ParsedStates:
     def clear(self) -> None:
         self._states.clear()
 
+    def __len__(self) -> int:
+        return len(self._states)
+
 
 def sdk_entity_handle(handler: Any) -> bool:
     """Whether ``handler`` is the SDK's own ``Entity.create`` handle (whose steps we can follow)."""

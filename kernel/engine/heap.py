@@ -6,7 +6,8 @@ connection's page cache (up to 2 MiB per connection by default), and the C heap 
 blocks, including SQLite's, until something returns them. CPython's own small-object arenas are
 freed by CPython when they empty; nothing here touches them. After a burst of at least
 ``RELEASE_AFTER_RUNS`` episodes and entity batches, once nothing has been ready or running for
-``RELEASE_AFTER_QUIET_SECONDS``, the engine asks its SQLite connection to drop its page cache
+``RELEASE_AFTER_QUIET_SECONDS``, the engine drops the entity states it keeps parsed (after a
+registration, sleeping agents' configs) and asks its SQLite connection to drop its page cache
 (``PRAGMA shrink_memory``: the pages stay in the operating system's file cache and are read back
 from there when next needed) and, on glibc, calls ``malloc_trim(0)`` to return the heap's free
 pages; where the C library has no ``malloc_trim`` (musl, macOS, Windows) only the cache is dropped.

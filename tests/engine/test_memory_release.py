@@ -1,5 +1,6 @@
 """After a burst of runs, once nothing has run for a moment, the engine gives memory back
-(kernel/engine/heap.py): its SQLite connection's page cache and the C heap's free pages. A pause
+(kernel/engine/heap.py): the entity states it cached, its SQLite connection's page cache and the C
+heap's free pages. A pause
 inside the burst does not, and the engine works on afterwards from a cold cache."""
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ async def test_a_quiet_engine_releases_memory_after_a_burst_and_runs_on(
         for key in range(10):  # ten entity batches at a time, with pauses shorter than the quiet period
             await _add(host, f"k{key}", 3)
             assert engine.memory_releases == 0
-        assert engine.runs_since_release >= 8
+        assert engine.runs_since_release >= 8 and len(engine.entity_states) == 10
         await asyncio.sleep(0.5)
         assert engine.memory_releases == 1 and engine.runs_since_release == 0
+        assert len(engine.entity_states) == 0  # the counters' parsed states: read back from the store
 
         await asyncio.sleep(0.5)  # quiet without new runs: nothing more to give back
         assert engine.memory_releases == 1
