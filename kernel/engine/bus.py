@@ -32,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 from kernel.engine import bus_rules
-from kernel.engine.bus_rules import Routing
+from kernel.engine.bus_rules import Routing, Rule
 from kernel.engine.sqlfilter import CorrelationRule, SqlRule
 
 __all__ = [
@@ -47,7 +47,6 @@ __all__ = [
 ]
 
 PropertyValue = str | int | float | bool | None
-Rule = SqlRule | CorrelationRule
 
 DEAD_LETTER_SUFFIX = "/$DeadLetterQueue"
 MAX_LOCK_DURATION = timedelta(minutes=5)

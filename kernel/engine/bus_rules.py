@@ -114,7 +114,7 @@ class Routing:
     def matches(self, conn: sqlite3.Connection, message: FilterableMessage) -> bool:
         """Whether any rule selects ``message`` (label rules through the index on ``conn``)."""
         label = message.subject
-        if isinstance(label, str) and (self.whole or self.prefix_lengths):
+        if isinstance(label, str):
             prefixes = [label[:length] for length in self.prefix_lengths if length <= len(label)]
             if (self.whole or prefixes) and conn.execute(_lookup(self.whole, len(prefixes)),
                                                          (self.key, label, *prefixes)).fetchone():
