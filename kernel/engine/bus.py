@@ -301,8 +301,7 @@ class EmbeddedBus:
         with self._atomic():
             for statement in _SCHEMA:
                 self._conn.execute(statement)
-            self._tag_rules()
-            self._index_rules()
+            self._upgrade_rules()
 
     # ------------------------------------------------------------------------------------------
     # Declarations
@@ -689,24 +688,20 @@ class EmbeddedBus:
             (*entity, rules),
         )
 
-    def _tag_rules(self) -> None:
-        """Give every subscription stored before rules were tagged its tag (a one-time upgrade)."""
+    def _upgrade_rules(self) -> None:
+        """Give every subscription stored by an earlier version what this one keeps beside its rules:
+        their tag and their label index (one-time upgrades; rules declared now get both at once)."""
         columns = {row[1] for row in self._query("PRAGMA table_info(bus_entities)")}
-        if "rules_tag" not in columns:
-            self._conn.execute("ALTER TABLE bus_entities ADD COLUMN rules_tag TEXT")
-        untagged = self._query("SELECT key, rules FROM bus_entities WHERE rules IS NOT NULL AND rules_tag IS NULL")
-        self._conn.executemany("UPDATE bus_entities SET rules_tag = ? WHERE key = ?",
-                               [(bus_rules.rules_tag(rules), key) for key, rules in untagged])
-
-    def _index_rules(self) -> None:
-        """Put the rules of every subscription stored before the label index into it (a one-time
-        upgrade; rules stored by this version are indexed when declared)."""
-        columns = {row[1] for row in self._query("PRAGMA table_info(bus_entities)")}
-        if "routing" not in columns:
-            self._conn.execute("ALTER TABLE bus_entities ADD COLUMN routing TEXT")
-        for key, rules in self._query("SELECT key, rules FROM bus_entities WHERE rules IS NOT NULL AND routing IS NULL"):
-            self._conn.execute("UPDATE bus_entities SET routing = ? WHERE key = ?",
-                               (bus_rules.index(self._conn, key, bus_rules.rules_from_json(rules)), key))
+        for column in ("rules_tag", "routing"):
+            if column not in columns:
+                self._conn.execute(f"ALTER TABLE bus_entities ADD COLUMN {column} TEXT")
+        for key, rules, tag, routing in self._query(
+                "SELECT key, rules, rules_tag, routing FROM bus_entities"
+                " WHERE rules IS NOT NULL AND (rules_tag IS NULL OR routing IS NULL)"):
+            if routing is None:
+                routing = bus_rules.index(self._conn, key, bus_rules.rules_from_json(rules))
+            self._conn.execute("UPDATE bus_entities SET rules_tag = ?, routing = ? WHERE key = ?",
+                               (tag or bus_rules.rules_tag(rules), routing, key))
 
     def _declare_topic(self, name: str) -> _Entity:
         existing = self._entity(name)

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -37,20 +35,6 @@ LABELS = [None, "", "orders.created", "orders.created.v2", "orders", "billing.pa
           "team.x", "p.q", "%", "_"]
 
 
-@dataclass(frozen=True)
-class Message:
-    """What a rule sees of a message (the fields rule_matches reads)."""
-
-    subject: str | None = None
-    to: str | None = None
-    application_properties: dict[str, Any] = field(default_factory=dict)
-    message_id: str | None = "m-1"
-    correlation_id: str | None = None
-    reply_to: str | None = None
-    session_id: str | None = None
-    content_type: str | None = None
-
-
 @pytest.fixture
 def bus() -> Iterator[EmbeddedBus]:
     connection = sqlite3.connect(":memory:", isolation_level=None)
@@ -58,10 +42,14 @@ def bus() -> Iterator[EmbeddedBus]:
     connection.close()
 
 
-def _routed(bus: EmbeddedBus, message: Message, path: str = "events/Subscriptions/s") -> bool:
+def _message(subject: str | None, to: str | None = None,
+             application_properties: dict[str, object] | None = None) -> OutgoingMessage:
+    return OutgoingMessage(b"x", subject=subject, to=to, application_properties=application_properties or {})
+
+
+def _routed(bus: EmbeddedBus, message: OutgoingMessage, path: str = "events/Subscriptions/s") -> bool:
     """Whether the subscription took ``message`` (it is drained again before returning)."""
-    bus.send("events", OutgoingMessage(b"x", subject=message.subject, to=message.to,
-                                       application_properties=message.application_properties))
+    bus.send("events", message)
     received = bus.receive(path, max_count=10)
     for each in received:
         bus.complete(each.lock_token or "")
@@ -78,7 +66,7 @@ def test_a_subscription_selects_exactly_what_its_rules_select_one_by_one(bus: Em
     for label in LABELS + [f"l{n}" for n in (0, 49, 50)]:
         for to in (None, "agent-1"):
             for properties in ({}, {"priority": 7}, {"priority": 500}, {"region": "eu"}):
-                message = Message(label, to, properties)
+                message = _message(label, to, properties)
                 expected = any(rule_matches(rule, message) for rule in rules)
                 assert _routed(bus, message) is expected, (label, to, properties)
                 checked += expected
@@ -100,22 +88,22 @@ def test_ten_thousand_label_rules_route_by_label_from_the_index(bus: EmbeddedBus
     bus.declare_subscription("events", "s", rules=rules)
     conn = bus._conn
     assert conn.execute("SELECT COUNT(*) FROM bus_rule_labels").fetchone() == (10_007,)  # the prefixes shared
-    assert _routed(bus, Message("a09999.work"))
-    assert _routed(bus, Message("all6.now"))
-    assert not _routed(bus, Message("a10000.work"))
-    assert not _routed(bus, Message("all7.now"))
-    assert not _routed(bus, Message(None))
+    assert _routed(bus, _message("a09999.work"))
+    assert _routed(bus, _message("all6.now"))
+    assert not _routed(bus, _message("a10000.work"))
+    assert not _routed(bus, _message("all7.now"))
+    assert not _routed(bus, _message(None))
 
 
 def test_redeclared_label_rules_replace_the_index_and_the_same_rules_keep_it(bus: EmbeddedBus) -> None:
     bus.declare_subscription("events", "s", rules=[SqlRule("r", "sys.Label = 'blue' OR sys.Label LIKE 'sky.%'")])
     bus.declare_subscription("events", "s", rules=[SqlRule("r", "sys.Label = 'red'")])
-    assert not _routed(bus, Message("blue")) and not _routed(bus, Message("sky.high"))
-    assert _routed(bus, Message("red"))
+    assert not _routed(bus, _message("blue")) and not _routed(bus, _message("sky.high"))
+    assert _routed(bus, _message("red"))
     before = bus._conn.total_changes
     bus.declare_subscription("events", "s", rules=[SqlRule("r", "sys.Label = 'red'")])
     assert bus._conn.total_changes - before <= 2  # the entity row only: the index is not rewritten
-    assert _routed(bus, Message("red"))
+    assert _routed(bus, _message("red"))
 
 
 def test_a_bus_stored_before_the_label_index_indexes_its_rules_when_opened(tmp_path: Path) -> None:
@@ -130,8 +118,8 @@ def test_a_bus_stored_before_the_label_index_indexes_its_rules_when_opened(tmp_p
     upgraded = sqlite3.connect(path, isolation_level=None)
     try:
         bus = EmbeddedBus(upgraded, clock=lambda: START)
-        assert _routed(bus, Message("blue")) and _routed(bus, Message("sky.grey"))
-        assert _routed(bus, Message("rain", application_properties={"temp": 31}))
-        assert not _routed(bus, Message("rain", application_properties={"temp": 3}))
+        assert _routed(bus, _message("blue")) and _routed(bus, _message("sky.grey"))
+        assert _routed(bus, _message("rain", application_properties={"temp": 31}))
+        assert not _routed(bus, _message("rain", application_properties={"temp": 3}))
     finally:
         upgraded.close()
