@@ -56,6 +56,12 @@ SETTINGS: dict[str, Setting] = {
             "(also a power cut: SQLite synchronous=FULL, blobs fsynced).",
         ),
         Setting(
+            "AOS_TURN_INLINE_STEPS",
+            "on",
+            "on: a turn's policy activity also runs the steps after it that need no durable wait (for an agent "
+            "without MCP tools, the archive and publish), checkpointed with it; off: each is its own activity.",
+        ),
+        Setting(
             "AzureWebJobsStorage",
             "",
             "Storage connection string (UseDevelopmentStorage=true for Azurite); empty in Azure, where "

@@ -13,7 +13,7 @@ import azure.functions as func
 from kernel.governance.access import requires
 from kernel.telemetry.http import traced_route
 from kernel.topology import AGENT_EVENTS, REALM_SUBSCRIPTION
-from realm_of_agents import activities, api, commands, registration, schedules, turn
+from realm_of_agents import activities, api, commands, inline_steps, registration, schedules, turn
 from realm_of_agents.entity import ENTITY_NAME, agent_entity
 from realm_of_agents.services import services
 from realm_of_agents.tracing import traced_activity
@@ -115,7 +115,8 @@ async def agent_summarize(request: dict[str, Any]) -> str | None:
 
 @bp.activity_trigger(input_name="request", activity=turn.POLICY)
 async def agent_policy(request: dict[str, Any]) -> dict[str, Any]:
-    return await activities.policy(request)
+    """The policy read; the turn's first also runs the steps after it that need no durable wait."""
+    return await inline_steps.policy(request)
 
 
 @bp.activity_trigger(input_name="request", activity=turn.POLICY_RECORD)

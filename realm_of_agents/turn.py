@@ -16,6 +16,11 @@
     finish (entity)                      -> memory, goals, counters; hands over the next event
     grant (activity)                     -> tells the next queued turn to go
 
+The policy activity runs the steps after it that need no durable wait (``inline_steps``; for an
+agent without MCP tools and a simple answer, the conclusion) with this same code, and the turn
+takes their results from its answer instead of scheduling them: a simple turn is then one
+activity and four episodes. ``AOS_TURN_INLINE_STEPS=off`` schedules each step.
+
 Every step's failure is recorded on the turn, which then ends as ``failed``: the agent always
 finishes the turn and takes its next event. A policy (``kernel.governance.policy``) that stops the
 turn — a model call refused for its token budget or allow-lists, the policy's step limit, quiet
@@ -31,6 +36,7 @@ ids from ``realm_of_agents.ids``), plain JSON in and out.
 from __future__ import annotations
 
 import json
+from collections import deque
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generator
 
@@ -110,15 +116,8 @@ def turn_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any,
         if declared is not None:
             yield context.call_entity(entity, "configure", {**declared, "at": context.current_utc_datetime.isoformat()})
             state = yield context.call_entity(entity, "context", {"for": turn_id})
-    turn = _Turn(context, agent_id, turn_id, event, state)
-    try:
-        yield from turn.run()
-    except Exception as error:  # a step failed in a way the steps did not handle: record it, never wedge
-        turn.fail(f"turn failed: {_reason(error)}")
-
-    yield from turn.summarize_leaving_turn()
-    record = turn.record()
-    yield from conclude(context, record)
+    turn = Turn(context, agent_id, turn_id, event, state)
+    record = yield from turn.work()
     finished = yield context.call_entity(entity, "finish", {
         "event_id": event["id"], "turn": turn.entity_summary(), "at": turn.finished})
     yield from hand_over(context, agent_id, finished.get("next"))
@@ -136,27 +135,6 @@ def _begin(context: df.DurableOrchestrationContext, entity: df.EntityId,
         context.call_entity(entity, "begin", ask),
         context.call_entity(entity, "context", {"for": context.instance_id, "event_id": ask["event_id"]})])
     return decision, state
-
-
-def conclude(context: df.DurableOrchestrationContext, record: dict[str, Any]) -> Generator[Any, Any, None]:
-    """Archive the turn, then publish its outputs (``record["outputs"]``): one activity (``CONCLUDE``)
-    when both succeed at once. A step that failed there is retried on its own, as the turn always
-    did: the archive with ``STORE_RETRY``, then the publish, which goes out after the archive
-    succeeded or after its last attempt failed. Failures end up in ``record["error"]``."""
-    try:
-        done = yield context.call_activity(CONCLUDE, record)
-    except Exception:  # the activity itself failed: run both steps apart
-        done = {"archived": False, "published": None}
-    if not done.get("archived"):
-        try:
-            yield context.call_activity_with_retry(ARCHIVE, STORE_RETRY, record)
-        except Exception as error:
-            record["error"] = (record.get("error") or "") + f" archive failed: {_reason(error)}"
-    if record["outputs"] and done.get("published") is None:
-        try:
-            yield context.call_activity_with_retry(PUBLISH, STORE_RETRY, {"outputs": record["outputs"]})
-        except Exception as error:
-            record["error"] = (record.get("error") or "") + f" publish failed: {_reason(error)}"
 
 
 def hand_over(context: df.DurableOrchestrationContext, agent_id: str,
@@ -180,18 +158,28 @@ def hand_over(context: df.DurableOrchestrationContext, agent_id: str,
         next_event = skipped.get("next")
 
 
-class _Turn:
-    """The work of one started turn; a generator method per phase, state kept on the object."""
+class Turn:
+    """The work of one started turn; a generator method per phase, state kept on the object.
 
-    def __init__(self, context: df.DurableOrchestrationContext, agent_id: str, turn_id: str,
-                 event: dict[str, Any], state: dict[str, Any]) -> None:
+    The orchestration runs it, and so does the policy activity (``inline_steps``), which goes on
+    after the policy read with the steps that need no durable wait and returns their results:
+    the orchestration then takes those (``_inline``) instead of scheduling the same calls, and
+    reads the clock they ran at (``now``). Every activity call and clock read goes through
+    ``_activity`` and ``now`` for that reason."""
+
+    def __init__(self, context: Any, agent_id: str, turn_id: str, event: dict[str, Any], state: dict[str, Any],
+                 *, started: str | None = None, inline_ready: bool = True) -> None:
         self.context = context
         self.agent_id = agent_id
         self.turn_id = turn_id
         self.event = event
         self.state = state
         self.config: dict[str, Any] = state.get("config") or {}
-        self.started = context.current_utc_datetime.isoformat()
+        self.started = started or context.current_utc_datetime.isoformat()
+        #: the first policy read hands the turn to the policy activity (which may run steps inline)
+        self.inline_ready = inline_ready
+        self._inline: deque[tuple[str, Any]] = deque()
+        self._inline_at: datetime | None = None
         self.finished = self.started
         self.alignment: dict[str, Any] | None = None
         self.outcome = "replied"
@@ -213,6 +201,36 @@ class _Turn:
         self.first_completion: dict[str, Any] | None = None
         self.first_failed = False
 
+    def work(self) -> Generator[Any, Any, dict[str, Any]]:
+        """The turn from its policy read to its conclusion (archived, outputs published); the record."""
+        try:
+            yield from self.run()
+        except Exception as error:  # a step failed in a way the steps did not handle: record it, never wedge
+            self.fail(f"turn failed: {_reason(error)}")
+        yield from self.summarize_leaving_turn()
+        record = self.record()
+        yield from self._conclude(record)
+        return record
+
+    def now(self) -> datetime:
+        """The orchestration's clock; while results of steps run inline are still to be taken, the
+        time those steps ran at, so this code computes what the policy activity computed."""
+        return self._inline_at if self._inline and self._inline_at is not None else self.context.current_utc_datetime
+
+    def _activity(self, name: str, payload: Any, retry: df.RetryOptions | None = None) -> Generator[Any, Any, Any]:
+        """Call an activity; or take its result, when the policy activity already ran it inline
+        (the same calls come in the same order: a different name means the code changed between
+        the two runs, and the turn fails with the reason and goes on scheduling its steps)."""
+        if self._inline:
+            ran, result = self._inline.popleft()
+            if ran == name:
+                return result
+            self._inline.clear()
+            raise RuntimeError(f"the policy activity ran '{ran}' inline where the turn now calls '{name}'")
+        task = self.context.call_activity(name, payload) if retry is None else \
+            self.context.call_activity_with_retry(name, retry, payload)
+        return (yield task)
+
     def run(self) -> Generator[Any, Any, None]:
         if not self.config:
             self.fail("the agent has no config yet (it was never registered)")
@@ -223,7 +241,7 @@ class _Turn:
         if not (yield from self._read_policy(begin=True, assess=assess)) or not (yield from self._quiet_hours()):
             return
         if self.alignment is None:  # not assessed with the policy (it has quiet hours)
-            self.alignment = yield self.context.call_activity(ASSESS, assess)
+            self.alignment = yield from self._activity(ASSESS, assess)
         if self.alignment.get("refused"):  # the purpose check's model call was refused (and audited)
             self._refuse(self.alignment["refused"])
             return
@@ -246,15 +264,21 @@ class _Turn:
         ask: dict[str, Any] = {"agent_id": self.agent_id}
         if begin:
             ask.update({"turn_id": self.turn_id, "begin": True})
-        if assess is not None:
+        if assess is not None and self.inline_ready:  # the activity derives the rest by running this code
+            ask["turn"] = {"event": self.event, "state": self.state, "started": self.started}
+        elif assess is not None:
             ask["assess"] = assess
             if self.first_model is not None:
                 ask["first_model"] = self.first_model
         try:
-            found = yield self.context.call_activity_with_retry(POLICY, STORE_RETRY, ask)
+            found = yield from self._activity(POLICY, ask, STORE_RETRY)
         except Exception as error:
             self.fail(f"the agent's policy could not be read: {_reason(error)}")
             return False
+        inline = found.pop("inline", None)
+        if inline and inline.get("steps"):
+            self._inline.extend((name, result) for name, result in inline["steps"])
+            self._inline_at = datetime.fromisoformat(inline["at"])
         self.alignment = found.pop("alignment", None)
         self.first_completion = found.pop("first_model", None)
         self.first_failed = bool(found.pop("first_model_failed", None))
@@ -270,7 +294,7 @@ class _Turn:
         (``defer``, reading the policy again every POLICY_RECHECK), or ends refused (``refuse``)."""
         deferred: dict[str, Any] | None = None
         while True:
-            now = _utc(self.context.current_utc_datetime)
+            now = _utc(self.now())
             quiet = policies.quiet_state(self.policy, now)
             if not quiet.quiet:
                 break
@@ -287,7 +311,7 @@ class _Turn:
             self.context.set_custom_status({"phase": "quiet-hours", "until": deferred["until"],
                                             "policies": list(quiet.policies)})
             wake = min(quiet.until or now, now + POLICY_RECHECK)
-            yield self.context.create_timer(_like(wake, self.context.current_utc_datetime))
+            yield self.context.create_timer(_like(wake, self.now()))
             if not (yield from self._read_policy()):
                 return False
         if deferred is not None:
@@ -298,8 +322,9 @@ class _Turn:
     def _audit(self, refusal: Refusal, *, kind: str = POLICY_REFUSED) -> Generator[Any, Any, None]:
         """Audit a refusal the turn itself made (an audit outage is logged by the activity, never fatal)."""
         try:
-            yield self.context.call_activity_with_retry(POLICY_RECORD, STORE_RETRY, {
-                "agent_id": self.agent_id, "turn_id": self.turn_id, "kind": kind, "refusal": refusal.to_dict()})
+            yield from self._activity(POLICY_RECORD, {
+                "agent_id": self.agent_id, "turn_id": self.turn_id, "kind": kind, "refusal": refusal.to_dict()},
+                STORE_RETRY)
         except Exception:
             pass
 
@@ -325,12 +350,12 @@ class _Turn:
                 if step == 0 and self.first_completion is not None:  # made by the policy activity
                     completion = self.first_completion
                 elif step == 0 and self.first_failed:  # that was the first attempt: the retry's wait, then the rest
-                    yield self.context.create_timer(self.context.current_utc_datetime + timedelta(milliseconds=MODEL_RETRY_MS))
-                    completion = yield self.context.call_activity_with_retry(
-                        MODEL, MODEL_RETRY_REST, self._model_request(step, messages, tools))
+                    yield self.context.create_timer(self.now() + timedelta(milliseconds=MODEL_RETRY_MS))
+                    completion = yield from self._activity(MODEL, self._model_request(step, messages, tools),
+                                                           MODEL_RETRY_REST)
                 else:
-                    completion = yield self.context.call_activity_with_retry(
-                        MODEL, MODEL_RETRY, self._model_request(step, messages, tools))
+                    completion = yield from self._activity(MODEL, self._model_request(step, messages, tools),
+                                                           MODEL_RETRY)
             except Exception as error:
                 self.steps.append({"kind": "model", "step": step, "error": _reason(error)})
                 self.fail(f"model call failed: {_reason(error)}")
@@ -401,7 +426,7 @@ class _Turn:
         elif server == CONTEXT_SERVER:
             self.tool_calls += 1
             try:
-                result = yield self.context.call_activity(TOOL, {
+                result = yield from self._activity(TOOL, {
                     "agent_id": self.agent_id, "turn_id": self.turn_id, "index": index, "server": server,
                     "tool": tool, "arguments": call["arguments"], "state": self.state,
                     "traceparent": self.event.get("traceparent")})
@@ -437,14 +462,14 @@ class _Turn:
     def _ask_gateway(self, request: ToolRequest) -> Generator[Any, Any, dict[str, Any]]:
         """Send the request (activity), then wait for the answer (external event) or the timeout (timer)."""
         try:
-            sent = yield self.context.call_activity_with_retry(TOOL_REQUEST, STORE_RETRY, {
+            sent = yield from self._activity(TOOL_REQUEST, {
                 "request": request.model_dump(mode="json", exclude_none=True),
-                "traceparent": self.event.get("traceparent")})
+                "traceparent": self.event.get("traceparent")}, STORE_RETRY)
         except Exception as error:
             return error_result(f"the request could not be sent to the MCP gateway: {_reason(error)}",
                                 error="GatewayUnreachable")
         answer = self.context.wait_for_external_event(request.call_id)
-        deadline = self.context.create_timer(self.context.current_utc_datetime + timedelta(seconds=sent["wait_seconds"]))
+        deadline = self.context.create_timer(self.now() + timedelta(seconds=sent["wait_seconds"]))
         winner = yield self.context.task_any([answer, deadline])
         if winner == answer:
             deadline.cancel()
@@ -454,11 +479,11 @@ class _Turn:
     def _await_approval(self, index: int, server: str, tool: str, arguments: dict[str, Any],
                         needed: approvals.Requirement) -> Generator[Any, Any, dict[str, Any]]:
         approval = approvals.approval_id(self.turn_id, index)
-        deadline_at = self.context.current_utc_datetime + timedelta(seconds=needed.timeout_seconds)
-        yield self.context.call_activity_with_retry(APPROVAL_REQUESTED, STORE_RETRY, {
+        deadline_at = self.now() + timedelta(seconds=needed.timeout_seconds)
+        yield from self._activity(APPROVAL_REQUESTED, {
             "approval_id": approval, "agent_id": self.agent_id, "turn_id": self.turn_id, "server": server,
             "tool": tool, "arguments": arguments, "deadline": deadline_at.isoformat(),
-            "event_type": self.event["type"]})
+            "event_type": self.event["type"]}, STORE_RETRY)
         self.context.set_custom_status({"phase": "awaiting-approval", "approval_id": approval,
                                         "tool": f"{server}.{tool}", "deadline": deadline_at.isoformat()})
         answered = self.context.wait_for_external_event(approvals.event_name(approval))
@@ -473,10 +498,10 @@ class _Turn:
             decision = {"approved": False, "by": "deadline",
                         "reason": f"no decision within {needed.timeout_seconds} s"}
         decision["id"] = approval
-        decision["at"] = self.context.current_utc_datetime.isoformat()
-        yield self.context.call_activity_with_retry(APPROVAL_DECIDED, STORE_RETRY, {
+        decision["at"] = self.now().isoformat()
+        yield from self._activity(APPROVAL_DECIDED, {
             "approval_id": approval, "agent_id": self.agent_id, "server": server, "tool": tool,
-            "decision": decision})
+            "decision": decision}, STORE_RETRY)
         self.context.set_custom_status({"phase": "working"})
         return decision
 
@@ -511,7 +536,7 @@ class _Turn:
             return
         leaving = window[0]
         try:
-            line = yield self.context.call_activity(SUMMARIZE, {
+            line = yield from self._activity(SUMMARIZE, {
                 "agent_id": self.agent_id, "turn_id": self.turn_id, "model": self.config.get("model") or {},
                 "turn": leaving,
                 "summary": (memory.get("summary") or [])[-5:]})
@@ -527,7 +552,27 @@ class _Turn:
         self._stamp()
 
     def _stamp(self) -> None:
-        self.finished = self.context.current_utc_datetime.isoformat()
+        self.finished = self.now().isoformat()
+
+    def _conclude(self, record: dict[str, Any]) -> Generator[Any, Any, None]:
+        """Archive the turn, then publish its outputs (``record["outputs"]``): one activity (``CONCLUDE``)
+        when both succeed at once. A step that failed there is retried on its own, as the turn always
+        did: the archive with ``STORE_RETRY``, then the publish, which goes out after the archive
+        succeeded or after its last attempt failed. Failures end up in ``record["error"]``."""
+        try:
+            done = yield from self._activity(CONCLUDE, record)
+        except Exception:  # the activity itself failed: run both steps apart
+            done = {"archived": False, "published": None}
+        if not done.get("archived"):
+            try:
+                yield from self._activity(ARCHIVE, record, STORE_RETRY)
+            except Exception as error:
+                record["error"] = (record.get("error") or "") + f" archive failed: {_reason(error)}"
+        if record["outputs"] and done.get("published") is None:
+            try:
+                yield from self._activity(PUBLISH, {"outputs": record["outputs"]}, STORE_RETRY)
+            except Exception as error:
+                record["error"] = (record.get("error") or "") + f" publish failed: {_reason(error)}"
 
     # results -------------------------------------------------------------------------------------
     def record(self) -> dict[str, Any]:
