@@ -220,7 +220,8 @@ class Turn:
     def _activity(self, name: str, payload: Any, retry: df.RetryOptions | None = None) -> Generator[Any, Any, Any]:
         """Call an activity; or take its result, when the policy activity already ran it inline
         (the same calls come in the same order: a different name means the code changed between
-        the two runs, and the turn fails with the reason and goes on scheduling its steps)."""
+        the two runs; that call then fails with the reason, as a failed activity would, and the
+        turn schedules its calls from there)."""
         if self._inline:
             ran, result = self._inline.popleft()
             if ran == name:
