@@ -27,6 +27,7 @@ step its own activity.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -127,8 +128,6 @@ def _as_received(value: Any) -> Any:
     try:
         return orjson.loads(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
     except TypeError:  # orjson refuses it (an integer beyond 64 bits, a lone surrogate): as the SDK does
-        import json
-
         return json.loads(json.dumps(value))
 
 
@@ -141,16 +140,15 @@ class _Call:
 
 
 class _Durable:
-    """A task only the orchestration can run (entity, timer, external event): the inline steps end."""
-
-    result: Any = None
+    """A task only the orchestration can run (a timer, an external event): the inline steps end there."""
 
     def cancel(self) -> None:
         """The code cancels a timer it no longer waits for; here there is none."""
 
 
 class _LocalContext:
-    """The part of an orchestration context the turn's code uses, for running it in an activity."""
+    """The part of an orchestration context ``turn.Turn`` uses, for running it in an activity (a
+    method it does not have fails the inline run there, and the orchestration goes on from it)."""
 
     def __init__(self, now: datetime) -> None:
         self.current_utc_datetime = now
@@ -168,12 +166,6 @@ class _LocalContext:
         return _Durable()
 
     def task_any(self, tasks: list[Any]) -> _Durable:
-        return _Durable()
-
-    def task_all(self, tasks: list[Any]) -> _Durable:
-        return _Durable()
-
-    def call_entity(self, entity: Any, operation: str, input_: Any = None) -> _Durable:
         return _Durable()
 
     def set_custom_status(self, status: Any) -> None:
