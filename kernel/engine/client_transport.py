@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
-from .durable_api import ApiRequest, DurableApi
+from .durable_api import ApiRequest, DurableApi, value_text
 
 _CLIENT_MODULE = "azure.durable_functions.models.DurableOrchestrationClient"
 _FUNCTIONS = ("post_async_request", "get_async_request", "delete_async_request")
@@ -96,6 +96,8 @@ async def _post(url: str, data: Any = None, trace_parent: str | None = None, tra
     # as aiohttp's json= sends it: no body for None, else the JSON text (the SDK double-encodes input)
     if data is None:
         return await _call(route, "POST", "", "application/octet-stream")
+    if isinstance(data, str):  # the SDK's JSON text of its input: handed over as is, not encoded again
+        return await _call(route, "POST", "", "application/json", value_json=value_text(data))
     return await _call(route, "POST", json.dumps(data), "application/json")
 
 
@@ -114,11 +116,11 @@ async def _delete(url: str, function_invocation_id: str | None = None) -> list[A
     return await _call(route, "DELETE", "", "application/octet-stream")
 
 
-async def _call(route: _Route, method: str, body: str, content_type: str) -> list[Any]:
+async def _call(route: _Route, method: str, body: str, content_type: str, value_json: str | None = None) -> list[Any]:
     query: dict[str, str] = {}
     for key, value in parse_qsl(route.url.query, keep_blank_values=True):
         query.setdefault(key, value)  # the first value, as aiohttp's request.query.get gives it
-    request = ApiRequest(route.match, query, body, content_type, route.url.geturl())
+    request = ApiRequest(route.match, query, body, content_type, route.url.geturl(), value_json)
     calls[method] += 1
     try:
         running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()

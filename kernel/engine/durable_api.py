@@ -25,6 +25,7 @@ from aiohttp import web
 
 from .clock import format_timestamp, parse_timestamp
 from .engine import Engine, InstanceExists, InstanceGone, InstanceNotFound, OrchestratorNotFound, PurgeRefused
+from .records import is_json
 
 PREFIXES = ("/durabletask", "/runtime/webhooks/durabletask")
 TASK_HUB = "EmbeddedHub"
@@ -74,6 +75,12 @@ class ApiRequest:
     body: str
     content_type: str
     url: str
+    #: The body's value as JSON text, when an in-process caller has it already (see ``value_text``).
+    value: str | None = None
+
+    def json_text(self) -> str | None:
+        """The JSON text of the value the request carries (``None``: no body)."""
+        return self.value if self.value is not None else body_json_text(self.body)
 
 
 @dataclass(frozen=True)
@@ -109,12 +116,15 @@ def body_json_text(raw: str) -> str | None:
         return None
     parsed = json.loads(raw)
     if isinstance(parsed, str):
-        try:
-            json.loads(parsed)
-            return parsed
-        except json.JSONDecodeError:
-            return json.dumps(parsed)
+        return value_text(parsed)
     return json.dumps(parsed)
+
+
+def value_text(encoded: str) -> str:
+    """The JSON text of a value the SDK client encoded before sending it (as the body's string):
+    the text itself when it is JSON, else the JSON of that string. The in-process transport passes
+    the SDK's text here directly, sparing the second encoding and its parse."""
+    return encoded if is_json(encoded) else json.dumps(encoded)
 
 
 def _flag(request: ApiRequest, name: str, default: bool) -> bool:
@@ -172,7 +182,7 @@ class DurableApi:
         name = request.match["name"]
         instance_id = request.match.get("instance_id") or None
         try:
-            input_ = body_json_text(request.body)
+            input_ = request.json_text()
         except json.JSONDecodeError as error:
             return _error(400, "Invalid JSON content", str(error), "Newtonsoft.Json.JsonReaderException")
         try:
@@ -229,7 +239,7 @@ class DurableApi:
         if request.content_type != "application/json":
             return _error(400, "Only application/json request content is supported", "", "System.ArgumentException")
         try:
-            data = body_json_text(request.body)
+            data = request.json_text()
             self.engine.raise_event(request.match["instance_id"], request.match["event"],
                                     data if data is not None else "null")
         except json.JSONDecodeError as error:
@@ -263,7 +273,7 @@ class DurableApi:
         if not operation:
             return _error(400, "One or more of the arguments submitted is incorrect", "the 'op' query parameter is required", "System.ArgumentException")
         try:
-            input_ = body_json_text(request.body)
+            input_ = request.json_text()
         except json.JSONDecodeError as error:
             return _error(400, "Invalid JSON content", str(error), "Newtonsoft.Json.JsonReaderException")
         self.engine.signal_entity(request.match["name"], request.match["key"], operation, input_)

@@ -15,6 +15,9 @@ types, on which the standard library raises or encodes as it did). Two differenc
 values the engine's records do not hold (they are strings, whole numbers, booleans and nulls, plus
 the retry intervals of the SDK's retry options): orjson writes NaN and infinities as ``null``
 (JSON has no such numbers), and encodes UUIDs and enums where the standard library raises.
+
+``is_json`` checks the JSON text of a value the SDK's client sends to the Durable API (an
+orchestration's input, an event, an entity operation's input), the same way.
 """
 
 from __future__ import annotations
@@ -33,3 +36,19 @@ def dumps(value: Any) -> str:
         return orjson.dumps(value, option=_STRICT).decode()
     except TypeError:  # orjson.JSONEncodeError is a TypeError
         return json.dumps(value, separators=(",", ":"))
+
+
+
+def is_json(text: str) -> bool:
+    """Whether ``text`` is JSON as the standard library reads it (NaN and infinities included).
+    orjson checks first, several times faster; what it refuses the standard library decides."""
+    try:
+        orjson.loads(text)
+        return True
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        json.loads(text)
+        return True
+    except json.JSONDecodeError:
+        return False

@@ -105,6 +105,32 @@ async def test_entity_signals_and_reads_answer_as_over_http() -> None:
     assert results["direct"][1]["_entity_state"] == 6
 
 
+#: Inputs and event data the SDK encodes before sending: strings that are JSON text themselves and
+#: strings that are not, text beyond ASCII, an integer beyond 64 bits, numbers JSON has no form for.
+AWKWARD_VALUES = ["123", "plain text", "", '{"looks": "like an object"}', {"é": "ü", "n": [1, 2.5, None]},
+                  12345678901234567890123, float("nan"), [True, {"deep": ["\u2028"]}]]
+
+
+async def test_values_travel_in_process_exactly_as_over_http() -> None:
+    """The in-process transport hands the SDK's own JSON text of a value to the API instead of
+    encoding it again: every value arrives as it does through the HTTP body."""
+    results = {}
+    for mode in ("http", "direct"):
+        async with EmbeddedHost(app_path("patterns"), durable_client=mode) as host:
+            seen = []
+            for n, value in enumerate(AWKWARD_VALUES):
+                await host.client.start_new("waiter", f"v{n}", value)
+                await host.wait_idle()
+                await host.client.raise_event(f"v{n}", "go", value)
+                await host.wait_idle()
+                status = await host.client.get_status(f"v{n}")
+                seen.append((repr(status.input_), repr(status.output), status.runtime_status.value))
+            results[mode] = seen
+    assert results["direct"] == results["http"]
+    assert [runtime for _, _, runtime in results["direct"]] == ["Completed"] * len(AWKWARD_VALUES)
+    assert results["direct"][0][:2] == ("'123'", "'123'") and results["direct"][5][1] == "12345678901234567890123"
+
+
 async def test_the_apps_own_client_binding_goes_in_process() -> None:
     async with EmbeddedHost(app_path("messaging"), settings=SETTINGS, topology=TOPOLOGY) as host:
         await host.wait_idle()
