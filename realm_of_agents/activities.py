@@ -11,6 +11,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
+import azure.durable_functions as df
+
 from kernel import namespaces as ns
 from kernel.config.models import OFFLINE_ENDPOINT, SETTINGS_ENDPOINT, AgentConfig
 from kernel.governance.policy import EffectivePolicy, Refusal, turn_limit
@@ -23,7 +25,9 @@ from kernel.ports import OutboundMessage
 from kernel.toolbus import ANSWER_MARGIN_SECONDS, ToolRequest, tool_call_id
 from kernel.topology import AGENT_EVENTS, AGENT_OUTPUTS, MCP_REQUESTS
 from realm_of_agents import purpose
+from realm_of_agents.agent_state import context_view
 from realm_of_agents.decisions import audit_decision
+from realm_of_agents.entity import ENTITY_NAME
 from realm_of_agents.services import services
 from realm_of_agents.tracing import run_traced
 from realm_of_agents.turn import ARCHIVE, ASSESS, CONTEXT_SERVER, GRANT_EVENT, MODEL, PUBLISH
@@ -372,10 +376,21 @@ async def policy_record(request: dict[str, Any]) -> None:
 
 async def grant(request: dict[str, Any], client: Any) -> bool:
     """Raise the grant to a turn; False when the turn has finished (it can never take it). A turn
-    that does not exist yet raises, so the orchestration retries: its wake may be mid-way."""
+    that does not exist yet raises, so the orchestration retries: its wake may be mid-way.
+
+    Given the agent and event (``hand_over`` sends them), the grant carries the agent's state as
+    the turn would read it, when the entity's committed state has that event as its current one:
+    the turn then starts at once instead of asking the entity again (one entity batch and one
+    episode fewer per queued turn). Without it (a failed read, another current event, an older
+    caller) the turn asks the entity, as before."""
     instance = request["instance_id"]
+    payload: dict[str, Any] = {"granted": True}
+    if request.get("agent_id") and request.get("event_id"):
+        view = await _granted_view(client, request["agent_id"], request["event_id"])
+        if view is not None:
+            payload.update({"event_id": request["event_id"], "state": view})
     try:  # one call, no status read first: the API answers 410 for a finished turn, 404 for none
-        await client.raise_event(instance, GRANT_EVENT, {"granted": True})
+        await client.raise_event(instance, GRANT_EVENT, payload)
     except Exception as error:  # the SDK raises a bare Exception, its text naming the status
         if _GONE in str(error):
             return False
@@ -383,6 +398,20 @@ async def grant(request: dict[str, Any], client: Any) -> bool:
             raise LookupError(f"turn {instance} does not exist (yet)") from None
         raise
     return True
+
+
+async def _granted_view(client: Any, agent_id: str, event_id: str) -> dict[str, Any] | None:
+    """The agent's state as its turn for ``event_id`` reads it, if that event is the current one."""
+    try:
+        found = await client.read_entity_state(df.EntityId(ENTITY_NAME, agent_id))
+    except Exception as error:  # noqa: BLE001 - the turn reads the state itself instead
+        log.info("agent %s: the grant for event %s goes without the state (reading it failed: %s)",
+                 agent_id, event_id, type(error).__name__)
+        return None
+    state = found.entity_state if found.entity_exists else None
+    if not isinstance(state, dict) or state.get("current") != event_id:
+        return None
+    return context_view(state)
 
 
 #: How the Durable SDK's ``raise_event`` words a 410 (finished) and a 404 (no such instance).

@@ -1,6 +1,8 @@
 """The turn orchestration: one per event an agent receives, instance id derived from the event.
 
-    begin, and read the agent's state (entity: its lock and queue; one batch) -> wait if queued
+    begin, and read the agent's state (entity: its lock and queue; one batch) -> wait if queued:
+      the grant that ends the wait carries the state as the entity handed the event over, so
+      the granted turn starts on it (a grant without it: begin and read again)
     the agent's policy + purpose alignment (one activity; for an agent without MCP tools, also the
       first model call) -> quiet hours: wait on a timer until they end (alignment then apart), or
       refuse; declined events end here, with the reason
@@ -14,7 +16,7 @@
       server), then publish its outputs on the outputs topic (the reply, events to other agents);
       a step that failed there is retried on its own activity (archive, publish)
     finish (entity)                      -> memory, goals, counters; hands over the next event
-    grant (activity)                     -> tells the next queued turn to go
+    grant (activity)                     -> tells the next queued turn to go, with the agent's state
 
 The policy activity runs the steps after it that need no durable wait (``inline_steps``; for an
 agent without MCP tools and a simple answer, the conclusion) with this same code, and the turn
@@ -99,6 +101,10 @@ def turn_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any,
         winner = yield context.task_any([granted, recheck])
         if winner == granted:
             recheck.cancel()
+            carried = _granted_state(granted.result, event["id"])
+            if carried is not None:  # the entity made this event current: the turn starts now
+                decision, state = {"decision": "start"}, carried
+                break
         decision, state = yield from _begin(context, entity, ask)
     if decision["decision"] == "duplicate":
         return {"turn_id": turn_id, "agent_id": agent_id, "outcome": "duplicate"}
@@ -137,6 +143,14 @@ def _begin(context: df.DurableOrchestrationContext, entity: df.EntityId,
     return decision, state
 
 
+def _granted_state(grant: Any, event_id: str) -> dict[str, Any] | None:
+    """The agent's state a grant carries for this turn (``activities.grant``), else ``None``."""
+    if not isinstance(grant, dict) or grant.get("event_id") != event_id:
+        return None
+    state = grant.get("state")
+    return state if isinstance(state, dict) and state.get("current") == event_id else None
+
+
 def hand_over(context: df.DurableOrchestrationContext, agent_id: str,
               next_event: str | None) -> Generator[Any, Any, None]:
     """Tell the turn of ``next_event`` (now the agent's current event) to go. A turn that cannot be
@@ -146,7 +160,8 @@ def hand_over(context: df.DurableOrchestrationContext, agent_id: str,
     while next_event:
         instance = ids.turn_instance_id(agent_id, next_event)
         try:
-            delivered = yield context.call_activity_with_retry(GRANT, GRANT_RETRY, {"instance_id": instance})
+            delivered = yield context.call_activity_with_retry(GRANT, GRANT_RETRY, {
+                "instance_id": instance, "agent_id": agent_id, "event_id": next_event})
         except Exception:
             delivered = False
         if delivered:
