@@ -76,11 +76,11 @@ class ApiRequest:
     content_type: str
     url: str
     #: The body's value as JSON text, when an in-process caller has it already (see ``value_text``).
-    value: str | None = None
+    value_json: str | None = None
 
     def json_text(self) -> str | None:
         """The JSON text of the value the request carries (``None``: no body)."""
-        return self.value if self.value is not None else body_json_text(self.body)
+        return self.value_json if self.value_json is not None else body_json_text(self.body)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,6 @@ def dumps(value: Any) -> str:
         return json.dumps(value, separators=(",", ":"))
 
 
-
 def is_json(text: str) -> bool:
     """Whether ``text`` is JSON as the standard library reads it (NaN and infinities included).
     orjson checks first, several times faster; what it refuses the standard library decides."""
