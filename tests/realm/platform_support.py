@@ -91,6 +91,19 @@ async def wait_until(check: Callable[[], Awaitable[Any]], *, timeout: float = 20
         await asyncio.sleep(interval)
 
 
+async def queue_while_paused(platform: Platform, agent_id: str, *numbers: int) -> list[dict[str, Any]]:
+    """Pause the agent and send it one ``ledger.entry`` event per number; return the 202 answers
+    once all of them wait in its inbox (in that order)."""
+    await ok(platform, "POST", f"agents/{agent_id}/pause")
+    sent = [await send_event(platform, agent_id, "ledger.entry", {"n": n}) for n in numbers]
+
+    async def all_queued() -> bool:
+        return (await agent(platform, agent_id))["inbox"] == len(numbers)
+
+    await wait_until(all_queued, what=f"{len(numbers)} events queued")
+    return sent
+
+
 def tool_steps(record: dict[str, Any]) -> list[dict[str, Any]]:
     return [step for step in record["steps"] if step["kind"] == "tool"]
 

@@ -13,7 +13,8 @@ import pytest
 
 from realm_of_agents.activities import grant
 from realm_of_agents.turn import GRANT_EVENT, _granted_state
-from tests.realm.platform_support import REPO, agent, finished_turn, ok, running, send_event, settle, wait_until
+from tests.realm.platform_support import (REPO, agent, finished_turn, ok, queue_while_paused, running, send_event,
+                                         settle)
 
 CONFIGS = f"{REPO / 'tests' / 'realm' / 'configs'}"
 
@@ -29,10 +30,7 @@ async def test_grant_tells_finished_missing_and_waiting_turns_apart(tmp_path: Pa
         with pytest.raises(LookupError, match="does not exist"):
             await grant({"instance_id": "no-such-turn"}, client)
 
-        await ok(platform, "POST", "agents/clerk/pause")
-        first = await send_event(platform, "clerk", "ledger.entry", {"n": 2})
-        second = await send_event(platform, "clerk", "ledger.entry", {"n": 3})
-        await wait_until(lambda: _inbox(platform, 2), what="both events queued")
+        first, second = await queue_while_paused(platform, "clerk", 2, 3)
         # a waiting turn takes it; its event is not the agent's current one, so the grant carries no
         # state and the turn asks the entity again (and waits on: the first event is ahead of it)
         out_of_turn = {"instance_id": second["turn_id"], "agent_id": "clerk", "event_id": second["event_id"]}
@@ -48,10 +46,7 @@ async def test_grant_tells_finished_missing_and_waiting_turns_apart(tmp_path: Pa
 
 async def test_a_queued_turn_starts_on_the_state_its_grant_carries(tmp_path: Path) -> None:
     async with running(tmp_path / "state", config_paths=CONFIGS) as platform:
-        await ok(platform, "POST", "agents/clerk/pause")
-        first = await send_event(platform, "clerk", "ledger.entry", {"n": 1})
-        second = await send_event(platform, "clerk", "ledger.entry", {"n": 2})
-        await wait_until(lambda: _inbox(platform, 2), what="both events queued")
+        first, second = await queue_while_paused(platform, "clerk", 1, 2)
         # resuming hands the first event over (the resume command's grant), its turn's finish the second
         await ok(platform, "POST", "agents/clerk/resume")
         records = [await finished_turn(platform, "clerk", turn["turn_id"]) for turn in (first, second)]
@@ -99,7 +94,3 @@ def _entity_operations(platform: Any, turn_id: str) -> list[list[str]]:
         elif event["EventType"] == "EventSent":
             episodes[-1].append(json.loads(event["Input"])["op"])
     return [ops for ops in episodes if ops]
-
-
-async def _inbox(platform, size: int) -> bool:
-    return (await agent(platform, "clerk"))["inbox"] == size

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.realm.platform_support import REPO, agent, deadletters, finished_turn, ok, running, send_event, settle, wait_until
+from tests.realm.platform_support import REPO, agent, deadletters, finished_turn, ok, queue_while_paused, running, settle
 
 CONFIGS = f"{REPO / 'tests' / 'realm' / 'configs'}"
 
 
 async def test_a_terminated_queued_turn_is_skipped_and_the_next_one_runs(tmp_path: Path) -> None:
     async with running(tmp_path / "state", config_paths=CONFIGS) as platform:
-        await ok(platform, "POST", "agents/clerk/pause")
-        first = await send_event(platform, "clerk", "ledger.entry", {"n": 1})
-        second = await send_event(platform, "clerk", "ledger.entry", {"n": 2})
-        await wait_until(lambda: _inbox(platform, 2), what="both events queued")
+        first, second = await queue_while_paused(platform, "clerk", 1, 2)
         await platform.host.client.terminate(first["turn_id"], "operator removed it")
         await settle(platform)
 
@@ -27,7 +24,3 @@ async def test_a_terminated_queued_turn_is_skipped_and_the_next_one_runs(tmp_pat
         assert state["status"] == "sleeping" and state["inbox"] == 0 and state["counters"]["turns"] == 1
         lost = [d for d in await deadletters(platform) if d["kind"] == "lost-turn"]
         assert len(lost) == 1 and first["turn_id"] in lost[0]["reason"]
-
-
-async def _inbox(platform, size: int) -> bool:
-    return (await agent(platform, "clerk"))["inbox"] == size
