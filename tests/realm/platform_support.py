@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import time
 from pathlib import Path
@@ -89,6 +90,22 @@ async def wait_until(check: Callable[[], Awaitable[Any]], *, timeout: float = 20
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+def turn_history(platform: Platform, turn_id: str) -> list[dict[str, Any]]:
+    """The turn orchestration's history events, as the Durable status API shows them."""
+    return platform.host.engine.status(turn_id, show_history=True)["historyEvents"]
+
+
+def entity_operations(platform: Platform, turn_id: str) -> list[list[str]]:
+    """The entity operations the turn sent, grouped by the episode that sent them."""
+    episodes: list[list[str]] = []
+    for event in turn_history(platform, turn_id):
+        if event["EventType"] == "OrchestratorStarted":
+            episodes.append([])
+        elif event["EventType"] == "EventSent":
+            episodes[-1].append(json.loads(event["Input"])["op"])
+    return [ops for ops in episodes if ops]
 
 
 async def queue_while_paused(platform: Platform, agent_id: str, *numbers: int) -> list[dict[str, Any]]:

@@ -13,8 +13,8 @@ import pytest
 
 from realm_of_agents.activities import grant
 from realm_of_agents.turn import GRANT_EVENT, _granted_state
-from tests.realm.platform_support import (REPO, agent, finished_turn, ok, queue_while_paused, running, send_event,
-                                         settle)
+from tests.realm.platform_support import (REPO, agent, entity_operations, finished_turn, ok, queue_while_paused,
+                                         running, send_event, settle, turn_history)
 
 CONFIGS = f"{REPO / 'tests' / 'realm' / 'configs'}"
 
@@ -37,7 +37,7 @@ async def test_grant_tells_finished_missing_and_waiting_turns_apart(tmp_path: Pa
         assert await grant(out_of_turn, client) is True
         await settle(platform)
         assert _grants(platform, second["turn_id"]) == [{"granted": True}]
-        assert _entity_operations(platform, second["turn_id"]) == [["begin", "context"], ["begin", "context"]]
+        assert entity_operations(platform, second["turn_id"]) == [["begin", "context"], ["begin", "context"]]
         await ok(platform, "POST", "agents/clerk/resume")
         records = [await finished_turn(platform, "clerk", turn["turn_id"]) for turn in (first, second)]
         assert [r["outcome"] for r in records] == ["replied", "replied"]
@@ -54,7 +54,7 @@ async def test_a_queued_turn_starts_on_the_state_its_grant_carries(tmp_path: Pat
         assert [r["outcome"] for r in records] == ["replied", "replied"]
         for turn in (first, second):
             # asked once, while queued; granted with the state, the turn went straight to work
-            assert _entity_operations(platform, turn["turn_id"]) == [["begin", "context"], ["finish"]]
+            assert entity_operations(platform, turn["turn_id"]) == [["begin", "context"], ["finish"]]
             (carried,) = _grants(platform, turn["turn_id"])
             assert carried["event_id"] == turn["event_id"] and carried["state"]["current"] == turn["event_id"]
             assert "inbox" not in carried["state"] and "processed" not in carried["state"]  # the turn's view only
@@ -75,22 +75,7 @@ def test_a_grant_is_taken_as_the_state_only_for_its_own_current_event() -> None:
     assert _granted_state(None, "e1") is None
 
 
-def _history(platform: Any, turn_id: str) -> list[dict[str, Any]]:
-    return platform.host.engine.status(turn_id, show_history=True)["historyEvents"]
-
-
 def _grants(platform: Any, turn_id: str) -> list[Any]:
     """What each grant raised to the turn carried."""
-    return [json.loads(e["Input"]) for e in _history(platform, turn_id)
+    return [json.loads(e["Input"]) for e in turn_history(platform, turn_id)
             if e["EventType"] == "EventRaised" and e.get("Name") == GRANT_EVENT]
-
-
-def _entity_operations(platform: Any, turn_id: str) -> list[list[str]]:
-    """The entity operations the turn sent, grouped by the episode that sent them."""
-    episodes: list[list[str]] = []
-    for event in _history(platform, turn_id):
-        if event["EventType"] == "OrchestratorStarted":
-            episodes.append([])
-        elif event["EventType"] == "EventSent":
-            episodes[-1].append(json.loads(event["Input"])["op"])
-    return [ops for ops in episodes if ops]

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from kernel.topology import AGENT_OUTPUTS
-from platform_support import agent, drain, finished_turn, observe, recent_turns, running, send_event, settle
+from platform_support import (agent, drain, entity_operations, finished_turn, observe, recent_turns, running,
+                              send_event, settle, turn_history)
 from realm_of_agents.services import services
 
 CLERK = str(Path(__file__).resolve().parent / "configs" / "clerk.yaml")
@@ -23,25 +24,12 @@ CLERK = str(Path(__file__).resolve().parent / "configs" / "clerk.yaml")
 
 def _scheduled(platform: Any, turn_id: str) -> list[str]:
     """The activities the turn scheduled, in order (from its history)."""
-    status = platform.host.engine.status(turn_id, show_history=True)
-    return [e["Name"] for e in status["historyEvents"] if e["EventType"] == "TaskScheduled"]
-
-
-def _entity_operations(platform: Any, turn_id: str) -> list[list[str]]:
-    """The entity operations the turn sent, grouped by the episode that sent them."""
-    history = platform.host.engine.status(turn_id, show_history=True)["historyEvents"]
-    episodes: list[list[str]] = []
-    for event in history:
-        if event["EventType"] == "OrchestratorStarted":
-            episodes.append([])
-        elif event["EventType"] == "EventSent":
-            episodes[-1].append(json.loads(event["Input"])["op"])
-    return [ops for ops in episodes if ops]
+    return [e["Name"] for e in turn_history(platform, turn_id) if e["EventType"] == "TaskScheduled"]
 
 
 def _policy_result(platform: Any, turn_id: str) -> dict[str, Any]:
     """What the turn's policy activity returned, from the turn's history."""
-    history = platform.host.engine.status(turn_id, show_history=True)["historyEvents"]
+    history = turn_history(platform, turn_id)
     policy_ids = {e["EventId"] for e in history if e["EventType"] == "TaskScheduled" and e["Name"] == "agent_policy"}
     result = next(e["Result"] for e in history if e["EventType"] == "TaskCompleted" and e["TaskScheduledId"] in policy_ids)
     return json.loads(result) if isinstance(result, str) else result
@@ -71,7 +59,7 @@ async def test_a_turn_is_one_activity_and_two_entity_batches(tmp_path: Path) -> 
         assert _ran_inline(platform, sent["turn_id"]) == ["agent_conclude"]
         assert [s["kind"] for s in record["steps"]] == ["model"] and record["steps"][0]["provider"] == "offline"
         # begin and context go to the entity from the first episode, together (one batch); then finish
-        assert _entity_operations(platform, sent["turn_id"]) == [["begin", "context"], ["finish"]]
+        assert entity_operations(platform, sent["turn_id"]) == [["begin", "context"], ["finish"]]
         assert len(_replies(platform, outputs, sent["turn_id"])) == 1
         # the orchestration read the clock the inline steps ran at: the record archived there and the
         # turn the entity remembers carry the same time
@@ -90,7 +78,7 @@ async def test_with_inline_steps_off_the_conclusion_is_its_own_activity(tmp_path
         assert record["outcome"] == "replied"
         assert _scheduled(platform, sent["turn_id"]) == ["agent_policy", "agent_conclude"]
         assert "inline" not in _policy_result(platform, sent["turn_id"])
-        assert _entity_operations(platform, sent["turn_id"]) == [["begin", "context"], ["finish"]]
+        assert entity_operations(platform, sent["turn_id"]) == [["begin", "context"], ["finish"]]
         assert len(_replies(platform, outputs, sent["turn_id"])) == 1
 
 
