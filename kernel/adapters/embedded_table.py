@@ -109,6 +109,7 @@ class EmbeddedTableStore:
         self._conn: sqlite3.Connection | None = None
         self._inline: sqlite3.Connection | None = None
         self._inline_lock = threading.Lock()
+        self._registered: set[str] = set()  # table keys whose name row this store has written
         self._closed = False
 
     # plumbing ---------------------------------------------------------------------------------
@@ -170,8 +171,12 @@ class EmbeddedTableStore:
                 time.sleep(random.uniform(0.005, 0.05))
 
     def _register(self, db: sqlite3.Connection, table: str) -> str:
+        """Record the table's name on its first write from this store (rows are never removed, so
+        once is enough: a write each time cost a statement and a lock per entity written)."""
         key = check_table_name(table).lower()
-        db.execute("INSERT OR IGNORE INTO aos_table_names (key, name) VALUES (?, ?)", (key, table))
+        if key not in self._registered:
+            db.execute("INSERT OR IGNORE INTO aos_table_names (key, name) VALUES (?, ?)", (key, table))
+            self._registered.add(key)
         return key
 
     def _state(self, db: sqlite3.Connection, key: str, pk: str, rk: str) -> str | None:

@@ -32,12 +32,15 @@ CREATE TABLE IF NOT EXISTS df_instances (
     state TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS df_instances_created ON df_instances(created_at);
+-- A rowid table: new events land at the table's right edge and events of several kilobytes fit
+-- a page. (Files made before round 13 keep the WITHOUT ROWID layout, which works the same and
+-- writes more WAL pages per turn: see docs/performance.md, "Round 13".)
 CREATE TABLE IF NOT EXISTS df_history (
     instance_id TEXT NOT NULL,
     idx INTEGER NOT NULL,
     event TEXT NOT NULL,
     PRIMARY KEY (instance_id, idx)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS df_messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
