@@ -84,6 +84,8 @@ MIRRORED_BODIES = 1024
 #: calls, instances and replays) stays within the caches instead of piling up.
 PASS_RUNS = 256
 TICK_RUNS = 2048
+#: Finished instances a purge deletes per transaction (their histories with them).
+PURGE_CHUNK = 1000
 
 
 class Engine:
@@ -639,12 +641,22 @@ class Engine:
         return 1
 
     def purge_by(self, created_from: str | None, created_to: str | None, statuses: list[str] | None) -> int:
-        rows = self.store.query_instances(created_from=created_from, created_to=created_to, statuses=statuses)
-        count = 0
-        for row in rows:
-            if row.status in TERMINAL:
-                count += self.purge(row.instance_id)
-        return count
+        """Purge the finished instances created in the window whose status is in ``statuses`` (any
+        finished status when None; running ones are never purged). Retention purges thousands of
+        turns at once, so only their ids are read and they go in set-based deletes, a chunk per
+        transaction; the whole call runs on the engine's loop, so no instance restarts under it."""
+        wanted = [status for status in (statuses or TERMINAL) if status in TERMINAL]
+        ids = self.store.instance_ids(created_from=created_from, created_to=created_to, statuses=wanted)
+        pending_later = {m.target for _, _, m in self.future if m.kind == "orch"}
+        for start in range(0, len(ids), PURGE_CHUNK):
+            chunk = ids[start:start + PURGE_CHUNK]
+            with self.store.transaction():
+                self.store.delete_instances(chunk)
+                for instance_id in chunk:
+                    if instance_id in self.ready_orch or instance_id in self.held or instance_id in pending_later:
+                        self._drop_pending("orch", instance_id)
+                    self.instances.pop(instance_id, None)
+        return len(ids)
 
     def status(self, instance_id: str, *, show_input: bool = True, show_history: bool = False) -> dict[str, Any] | None:
         row = self.store.load_instance(instance_id)
