@@ -62,6 +62,12 @@ SETTINGS: dict[str, Setting] = {
             "without MCP tools, the archive and publish), checkpointed with it; off: each is its own activity.",
         ),
         Setting(
+            "AOS_HISTORY_RETENTION_DAYS",
+            "7",
+            "Days the realm keeps a finished turn's (or command's) Durable history; older ones are purged hourly. "
+            "The turn's archive record, the agent's state and the audit chain are kept. 0 keeps every history.",
+        ),
+        Setting(
             "AzureWebJobsStorage",
             "",
             "Storage connection string (UseDevelopmentStorage=true for Azurite); empty in Azure, where "

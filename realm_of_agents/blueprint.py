@@ -13,7 +13,7 @@ import azure.functions as func
 from kernel.governance.access import requires
 from kernel.telemetry.http import traced_route
 from kernel.topology import AGENT_EVENTS, REALM_SUBSCRIPTION
-from realm_of_agents import activities, api, commands, inline_steps, registration, schedules, turn
+from realm_of_agents import activities, api, commands, inline_steps, registration, retention, schedules, turn
 from realm_of_agents.entity import ENTITY_NAME, agent_entity
 from realm_of_agents.services import services
 from realm_of_agents.tracing import traced_activity
@@ -153,6 +153,14 @@ async def agent_config_sync(timer: func.TimerRequest, client: df.DurableOrchestr
     file watcher locally and the blob trigger in Azure)."""
     realm = services()
     await registration.sync(client, await realm.current_configs(refresh=True), realm.adapters.tables)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="0 23 * * * *", run_on_startup=False)
+@bp.durable_client_input(client_name="client")
+async def agent_history_retention(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+    """Hourly: purge the Durable histories of finished turns, commands and schedules older than
+    AOS_HISTORY_RETENTION_DAYS (their archive records and the agents' state stay)."""
+    await retention.run(client)
 
 
 # -- HTTP API -------------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ ROLE_FUNCTIONS = {
             "agent_approval_requested", "agent_approval_decided", "agent_policy", "agent_policy_record")},
         "agent_wake": ("serviceBusTrigger", None),
         "agent_config_sync": ("timerTrigger", None),
+        "agent_history_retention": ("timerTrigger", None),
         "list_agents": ("httpTrigger", "agents"),
         "sync_agents": ("httpTrigger", "agents/sync"),
         "get_agent": ("httpTrigger", "agents/{agent_id}"),

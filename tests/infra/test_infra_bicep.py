@@ -305,6 +305,15 @@ def test_lock_durations_come_from_the_topology_and_cover_a_whole_tool_call() -> 
     assert _duration(host["maxAutoLockRenewalDuration"]) >= timedelta(seconds=max(LOCK_SECONDS.values()))
 
 
+def test_the_realm_app_gets_its_history_retention_from_a_parameter() -> None:
+    from realm_of_agents import retention
+
+    main = tree("main.bicep")
+    realm = main["variables"]["roleSettings"]["value"]["realm"]
+    assert realm == {retention.SETTING: "historyRetentionDays"}
+    assert retention.retention({retention.SETTING: default(main, "historyRetentionDays")}) == retention.retention({})
+
+
 def test_model_endpoints_are_reached_by_the_realm_identity_with_entra_id_only() -> None:
     main = tree("main.bicep")
     assert main["variables"]["realmIndex"]["value"]["function"]["parameters"] == {"string_to_search": "appRoles", "string_to_find": "realm"}
