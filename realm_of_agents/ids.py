@@ -14,16 +14,20 @@ def _digest(text: str, length: int = 16) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
+#: How the realm's instance ids start: a turn's, a schedule's, a command's.
+TURN_PREFIX, SCHEDULE_PREFIX, COMMAND_PREFIX = "turn-", "schedule-", "command-"
+
+
 def turn_instance_id(agent_id: str, event_id: str) -> str:
-    return f"turn-{agent_id}-{_digest(event_id)}"
+    return f"{TURN_PREFIX}{agent_id}-{_digest(event_id)}"
 
 
 def schedule_instance_id(agent_id: str, schedule_name: str) -> str:
-    return f"schedule-{agent_id}-{schedule_name}"
+    return f"{SCHEDULE_PREFIX}{agent_id}-{schedule_name}"
 
 
 def command_instance_id(agent_id: str, operation: str, nonce: str) -> str:
-    return f"command-{agent_id}-{operation}-{_digest(nonce, 12)}"
+    return f"{COMMAND_PREFIX}{agent_id}-{operation}-{_digest(nonce, 12)}"
 
 
 def output_id(turn_id: str, index: int | str) -> str:

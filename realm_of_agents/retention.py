@@ -32,11 +32,13 @@ import azure.durable_functions as df
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus as Status
 
 from kernel import settings
+from kernel.instances import FINISHED as FINISHED_NAMES
+from realm_of_agents import ids
 
 log = logging.getLogger("aos.realm.retention")
 SETTING = "AOS_HISTORY_RETENTION_DAYS"
-PREFIXES = ("turn-", "command-", "schedule-")
-FINISHED = [Status.Completed, Status.Failed, Status.Terminated]
+PREFIXES = (ids.TURN_PREFIX, ids.COMMAND_PREFIX, ids.SCHEDULE_PREFIX)
+FINISHED = [Status(name) for name in FINISHED_NAMES]
 #: Purges in flight at once (each is a call to the Durable API).
 CONCURRENT = 16
 #: Instances one run purges at most; the rest wait for the next hour, so one run stays short.
