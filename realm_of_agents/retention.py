@@ -81,22 +81,22 @@ async def purge_finished(client: df.DurableOrchestrationClient, cutoff: datetime
         while budget > 0:
             found = await client.get_status_by(created_time_to=cutoff, runtime_status=FINISHED,
                                                instance_id_prefix=prefix)
-            ids = [s.instance_id for s in found if s.instance_id and s.instance_id.startswith(prefix)][:budget]
-            if not ids:
+            batch = [s.instance_id for s in found if s.instance_id and s.instance_id.startswith(prefix)][:budget]
+            if not batch:
                 break
-            purged = await _purge(client, ids, report)
+            purged = await _purge(client, batch, report)
             report.purged[prefix] += purged
-            budget -= len(ids)
+            budget -= len(batch)
             if purged == 0:  # every one refused (restarted since the query): leave them for the next run
                 break
     report.more = budget <= 0
     return report
 
 
-async def _purge(client: df.DurableOrchestrationClient, ids: list[str], report: RetentionReport) -> int:
+async def _purge(client: df.DurableOrchestrationClient, batch: list[str], report: RetentionReport) -> int:
     purged = 0
-    for start in range(0, len(ids), CONCURRENT):
-        chunk = ids[start:start + CONCURRENT]
+    for start in range(0, len(batch), CONCURRENT):
+        chunk = batch[start:start + CONCURRENT]
         results = await asyncio.gather(*(client.purge_instance_history(i) for i in chunk), return_exceptions=True)
         for instance_id, result in zip(chunk, results, strict=True):
             if isinstance(result, BaseException):

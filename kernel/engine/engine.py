@@ -647,6 +647,8 @@ class Engine:
         transaction; the whole call runs on the engine's loop, so no instance restarts under it."""
         wanted = [status for status in (statuses or TERMINAL) if status in TERMINAL]
         ids = self.store.instance_ids(created_from=created_from, created_to=created_to, statuses=wanted)
+        if not ids:
+            return 0
         pending_later = {m.target for _, _, m in self.future if m.kind == "orch"}
         for start in range(0, len(ids), PURGE_CHUNK):
             chunk = ids[start:start + PURGE_CHUNK]

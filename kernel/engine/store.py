@@ -179,8 +179,7 @@ class Store:
             self.conn.execute(f"DELETE FROM df_instances WHERE instance_id IN ({marks})", chunk)
 
     def delete_instance(self, instance_id: str) -> None:
-        self.conn.execute("DELETE FROM df_instances WHERE instance_id=?", (instance_id,))
-        self.conn.execute("DELETE FROM df_history WHERE instance_id=?", (instance_id,))
+        self.delete_instances([instance_id])
 
     # history ---------------------------------------------------------------------------------
     def append_history(self, instance_id: str, start: int, events: Sequence[str]) -> None:
