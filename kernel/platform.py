@@ -113,7 +113,9 @@ class Platform:
         from mcp_servers.services import close_services as close_mcp_services
         from realm_of_agents.services import close_services
 
-        await close_mcp_services()  # first: it shares the loop's adapters, which the realm's close closes
+        if self.host is not None:
+            await self.host.stop()  # first: no activity may run on, or record a failure from, a closed service
+        await close_mcp_services()  # before the realm's: it shares the loop's adapters, which the realm's close closes
         await close_services()
         if self.host is not None:
             await self.host.close()

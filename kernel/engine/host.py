@@ -92,6 +92,7 @@ class EmbeddedHost:
         self._client: df.DurableOrchestrationClient | None = None
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._stopped = False
 
     # lifecycle -------------------------------------------------------------------------------
     async def __aenter__(self) -> "EmbeddedHost":
@@ -161,14 +162,26 @@ class EmbeddedHost:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def close(self) -> None:
-        client_transport.unregister(self.base_url)
+    async def stop(self) -> None:
+        """Stop the triggers (HTTP included) and the engine, and nothing else, so the apps' services
+        (tables, blobs, the bus sender) can be closed next: a function still running after their
+        close would fail on a closed adapter (a ticking engine records that as the step's failure)
+        or open a new one nothing closes. A stopped engine drops the unfinished activity, which
+        runs again at the next start."""
+        if self._stopped:
+            return
+        self._stopped = True
         await self.mcp_webhook.close()
         await self.timer_triggers.stop()
         await self.service_bus.stop()
-        await self.engine.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
+        await self.engine.stop()
+
+    async def close(self) -> None:
+        await self.stop()
+        client_transport.unregister(self.base_url)
         if self._session is not None:
             await self._session.close()
         from azure.durable_functions.models.utils import http_utils

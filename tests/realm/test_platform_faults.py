@@ -54,6 +54,53 @@ def _no_broker_dead_letters(platform: Any) -> None:
         assert bus.dead_letter_count(path) == 0, path
 
 
+# -- a stop while turns run ---------------------------------------------------------------------
+
+async def test_turns_running_at_shutdown_finish_after_the_restart_instead_of_failing_on_closed_services(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """The apps' services (tables, blobs, the sender) close at shutdown, and closing real ones takes
+    a while. The engine stops first: a step that ran on after the close would fail on a closed
+    service (recorded as the turn's failure) or quietly open a new one that nothing closes (the
+    platform's files stay open). Stopped first, the steps wait and run at the next start."""
+    import realm_of_agents.services as realm_services
+
+    close = realm_services.close_services
+
+    async def slow_close() -> None:  # closed at once, then slow to return, as a network client can be
+        await close()
+        await asyncio.sleep(1.0)
+
+    monkeypatch.setattr(realm_services, "close_services", slow_close)
+    state = tmp_path / "state"
+    async with running(state, config_paths=CLERK) as platform:
+        sent = [await send_event(platform, "clerk", "ledger.entry", {"entry": n}) for n in range(3)]
+        assert _open_files(state)  # the platform's own (this check can see them)
+    # Nothing ran on after the close and reopened a service behind it (a table store, say).
+    assert _open_files(state) == []
+    monkeypatch.setattr(realm_services, "close_services", close)
+    async with running(state, config_paths=CLERK) as platform:
+        records = [await finished_turn(platform, "clerk", event["turn_id"]) for event in sent]
+        await settle(platform)
+        clerk = await agent(platform, "clerk")
+
+    assert [record["outcome"] for record in records] == ["replied"] * 3, [r.get("error") for r in records]
+    assert clerk["counters"]["turns"] == 3 and clerk["counters"].get("failed", 0) == 0
+    assert clerk["status"] == "sleeping" and clerk["inbox"] == 0
+
+
+def _open_files(folder: Path) -> list[str]:
+    """The files under ``folder`` this process has open (Linux: ``/proc/self/fd``)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed since the listing
+            continue
+        if target.startswith(str(folder)):
+            found.append(target)
+    return found
+
+
 # -- a, b: malformed and misaddressed messages ---------------------------------------------------
 
 async def test_malformed_messages_are_dead_lettered_with_the_reason_and_the_burst_goes_on(tmp_path: Path) -> None:
