@@ -153,6 +153,17 @@ class TableStore(Protocol):
         """Entities of one partition, RowKey ascending; ``row_key_from`` inclusive, ``row_key_to`` exclusive."""
         ...
 
+    async def query_below(self, table: str, property_name: str, below: datetime | float, *,
+                          limit: int | None = None) -> list[dict[str, Any]]:
+        """Entities of every partition whose ``property_name`` is less than ``below``, in no order.
+
+        ``below`` is a timezone-aware ``datetime`` (matching datetime properties) or a ``float``
+        (matching number properties); entities without the property, or with one of another
+        kind, never match. It scans the table: the retention sweeps use it to find expired rows,
+        not the hot paths. ``[]`` for a missing table.
+        """
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -280,6 +291,25 @@ def check_table_name(table: str) -> str:
     if not isinstance(table, str) or not _TABLE.match(table) or table.lower() == "tables":
         raise ValueError(f"invalid table name {table!r}: expected 3-63 letters and digits, starting with a letter")
     return table
+
+
+def check_property_name(name: str) -> str:
+    """A property a query names: an identifier of up to 255 characters, not a key or system property."""
+    if not isinstance(name, str) or not _PROPERTY.match(name) or name in _SYSTEM_PROPERTIES or name.lower().startswith("odata"):
+        raise ValueError(f"invalid property name {name!r}: expected an identifier of up to 255 characters "
+                         "that is not PartitionKey, RowKey, Timestamp or etag")
+    return name
+
+
+def check_below(below: Any) -> datetime | float:
+    """The bound of :meth:`TableStore.query_below`: a timezone-aware datetime or a finite number."""
+    if isinstance(below, datetime):
+        if below.tzinfo is None or below.utcoffset() is None:
+            raise ValueError("query_below: a datetime bound must be timezone-aware")
+        return below
+    if isinstance(below, (int, float)) and not isinstance(below, bool) and math.isfinite(below):
+        return float(below)
+    raise TypeError(f"query_below: the bound must be a timezone-aware datetime or a finite number, got {below!r}")
 
 
 def check_key(value: str, what: str) -> str:

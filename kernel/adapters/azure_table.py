@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from kernel.adapters.azure_common import expand_connection_string, raise_mapped, safe_client_error
-from kernel.ports import check_entity, check_key, check_table_name
+from kernel.ports import check_below, check_entity, check_key, check_property_name, check_table_name
 
 _INT32 = (-(2**31), 2**31 - 1)
 
@@ -162,6 +162,36 @@ class AzureTableStore:
         except HttpResponseError as error:
             raise_mapped(error, f"table {table}")
         found.sort(key=lambda e: e["RowKey"])  # the service already returns them in order
+        return found
+
+    async def query_below(self, table: str, property_name: str, below: datetime | float, *,
+                          limit: int | None = None) -> list[dict[str, Any]]:
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+        check_property_name(property_name)
+        below = check_below(below)
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be a positive number")
+        # Azure compares only values of the literal's type; Azurite also compares text with a
+        # datetime literal. The kind is checked here too, so both answer alike.
+        kind: type | tuple[type, ...] = datetime if isinstance(below, datetime) else (int, float)
+        found: list[dict[str, Any]] = []
+        try:
+            pages = self._table(table).query_entities(
+                f"{property_name} lt @below", parameters={"below": below},
+                results_per_page=min(limit, 1000) if limit else None)
+            async for entity in pages:
+                row = _from_sdk(entity)
+                value = row.get(property_name)
+                if not isinstance(value, kind) or isinstance(value, bool):
+                    continue
+                found.append(row)
+                if limit is not None and len(found) >= limit:
+                    break
+        except ResourceNotFoundError:
+            return []
+        except HttpResponseError as error:
+            raise_mapped(error, f"table {table}")
         return found
 
     async def close(self) -> None:

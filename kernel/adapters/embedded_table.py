@@ -35,7 +35,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kernel.durability import check_sqlite_level
-from kernel.ports import AlreadyExists, NotFound, PreconditionFailed, check_entity, check_key, check_table_name
+from kernel.ports import (
+    AlreadyExists,
+    NotFound,
+    PreconditionFailed,
+    check_below,
+    check_entity,
+    check_key,
+    check_property_name,
+    check_table_name,
+)
 
 T = TypeVar("T")
 
@@ -278,6 +287,30 @@ class EmbeddedTableStore:
         if stop is not None:
             sql, params = sql + " AND rk < ?", params + [stop]
         sql += " ORDER BY rk"
+        if limit is not None:
+            sql, params = sql + " LIMIT ?", params + [limit]
+        return [_decode(*row) for row in db.execute(sql, params)]
+
+    async def query_below(self, table: str, property_name: str, below: datetime | float, *,
+                          limit: int | None = None) -> list[dict[str, Any]]:
+        check_table_name(table)
+        check_property_name(property_name)
+        below = check_below(below)
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be a positive number")
+        return await self._run(self._query_below, table, property_name, below, limit)
+
+    def _query_below(self, db: sqlite3.Connection, table: str, name: str, below: datetime | float,
+                     limit: int | None) -> list[dict[str, Any]]:
+        # Properties are stored as {"name": [kind, value]}; datetimes as fixed-width UTC text,
+        # which orders as the instants do.
+        if isinstance(below, datetime):
+            kinds, bound = ("d",), below.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        else:
+            kinds, bound = ("i", "f"), below
+        sql = (f"SELECT pk, rk, etag, properties FROM aos_table_entities WHERE tbl=? "
+               f"AND json_extract(properties, ?) IN ({','.join('?' * len(kinds))}) AND json_extract(properties, ?) < ?")
+        params: list[Any] = [table.lower(), f'$."{name}"[0]', *kinds, f'$."{name}"[1]', bound]
         if limit is not None:
             sql, params = sql + " LIMIT ?", params + [limit]
         return [_decode(*row) for row in db.execute(sql, params)]

@@ -129,6 +129,41 @@ async def test_delete_plain_and_conditional(table_store: TableStore, unique: str
     assert await table_store.query(table, "p") == []
 
 
+async def test_query_below_finds_older_datetimes_and_smaller_numbers_across_partitions(
+        table_store: TableStore, unique: str) -> None:
+    table = _table(unique)
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    rows = {
+        ("a", "old"): {"expires": now - timedelta(days=2), "at": 100.5},
+        ("b", "just-before"): {"expires": now - timedelta(microseconds=1), "at": 199.0},
+        ("b", "at-the-bound"): {"expires": now, "at": 200.0},
+        ("c", "later"): {"expires": now + timedelta(hours=1), "at": 300.25},
+        ("c", "text"): {"expires": "2000-01-01T00:00:00.000000Z", "at": "100"},  # other kinds never match
+        ("d", "none"): {"other": 1},
+    }
+    for (pk, rk), properties in rows.items():
+        await table_store.insert(table, {"PartitionKey": pk, "RowKey": rk, **properties})
+
+    expired = await table_store.query_below(table, "expires", now)
+    assert sorted((e["PartitionKey"], e["RowKey"]) for e in expired) == [("a", "old"), ("b", "just-before")]
+    assert all(e["etag"] for e in expired)
+    by_number = await table_store.query_below(table, "at", 200.0)
+    assert sorted(e["RowKey"] for e in by_number) == ["just-before", "old"]
+    assert len(await table_store.query_below(table, "at", 1000.0, limit=1)) == 1
+    assert await table_store.query_below(table, "expires", now - timedelta(days=3)) == []
+    assert await table_store.query_below(_table(unique + "x"), "expires", now) == []  # no such table
+
+
+@pytest.mark.parametrize("name, below, error", [
+    ("PartitionKey", 1.0, ValueError), ("bad name", 1.0, ValueError),
+    ("at", datetime(2026, 1, 1), ValueError), ("at", "1", TypeError), ("at", float("nan"), TypeError),
+])
+async def test_query_below_rejects_bad_arguments_naming_them(table_store: TableStore, unique: str,
+                                                             name: str, below: object, error: type) -> None:
+    with pytest.raises(error, match="query_below|property"):
+        await table_store.query_below(_table(unique), name, below)  # type: ignore[arg-type]
+
+
 async def test_table_names_are_case_insensitive(table_store: TableStore, unique: str) -> None:
     await table_store.insert(f"Mixed{unique}", {"PartitionKey": "p", "RowKey": "r"})
     assert (await table_store.get(f"mixed{unique}", "p", "r"))["RowKey"] == "r"
