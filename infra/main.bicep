@@ -83,7 +83,7 @@ param machineLearningScoringRoleId string = 'f6c7c914-8db3-469d-8ca1-694a8f32e12
 @description('Longest an MCP tool call may take, server start-up included (hh:mm:ss): the mcp app renews a request\'s Service Bus lock and lets its function run this long. MCP server configs allow start-up up to 600 s and calls up to 3600 s.')
 param toolCallMaxDuration string = '01:15:00'
 
-@description('Days the realm keeps the Durable history of a finished turn, command or schedule (AOS_HISTORY_RETENTION_DAYS; purged hourly, the archive record and the agent state stay). 0 keeps every history. Keep it longer than any publisher may re-send a message id: a re-sent event whose turn was purged runs again.')
+@description('Days the realm keeps the Durable history of a finished turn, command or schedule (AOS_HISTORY_RETENTION_DAYS; purged hourly, the archive record and the agent state stay). Approvals past their deadline and the tool-call claims of the mcp app go after the same time. 0 keeps every history. Keep it longer than any publisher may re-send a message id: a re-sent event whose turn was purged runs again.')
 param historyRetentionDays string = '7'
 
 @description('Topics each app publishes to (Azure Service Bus Data Sender is granted on exactly these).')
@@ -191,6 +191,7 @@ var roleSettings = {
   mcp: {
     AzureFunctionsJobHost__extensions__serviceBus__maxAutoLockRenewalDuration: toolCallMaxDuration
     AzureFunctionsJobHost__functionTimeout: toolCallMaxDuration
+    AOS_HISTORY_RETENTION_DAYS: historyRetentionDays
   }
 }
 var openAiAccountParts = split(empty(azureOpenAiAccountId) ? '/subscriptions/${subscription().subscriptionId}/resourceGroups/${resourceGroup().name}/providers/Microsoft.CognitiveServices/accounts/none' : azureOpenAiAccountId, '/')

@@ -65,7 +65,8 @@ SETTINGS: dict[str, Setting] = {
             "AOS_HISTORY_RETENTION_DAYS",
             "7",
             "Days the realm keeps a finished turn's (or command's) Durable history; older ones are purged hourly. "
-            "The turn's archive record, the agent's state and the audit chain are kept. 0 keeps every history.",
+            "The turn's archive record, the agent's state and the audit chain are kept. Approvals past their deadline "
+            "and the MCP gateway's tool-call claims are deleted after the same time. 0 keeps all of them.",
         ),
         Setting(
             "AzureWebJobsStorage",

@@ -10,7 +10,7 @@ import azure.functions as func
 
 from kernel.governance.access import requires
 from kernel.topology import GATEWAY_SUBSCRIPTION, MCP_REQUESTS
-from mcp_servers import api, bus
+from mcp_servers import api, bus, retention
 from mcp_servers.services import services
 
 bp = df.Blueprint()
@@ -24,6 +24,14 @@ async def mcp_gateway(message: func.ServiceBusMessage) -> None:
     mcp = services()
     await bus.handle_request(message.get_body(), message.message_id, mcp.gateway, mcp.adapters.sender,
                              mcp.deadletters)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="0 41 * * * *", run_on_startup=False)
+async def tool_call_retention(timer: func.TimerRequest) -> None:
+    """Hourly: delete the gateway's tool-call claims (and result blobs) older than
+    AOS_HISTORY_RETENTION_DAYS, when no turn that made them can run again."""
+    mcp = services()
+    await retention.sweep_claims(mcp.adapters.tables, mcp.adapters.blobs)
 
 
 @bp.route(route="mcp/servers", methods=["GET"])

@@ -7,7 +7,9 @@ decision. The HTTP API lists what is pending and answers it; an answer is writte
 (with an ETag condition, so two people cannot both answer) and then raised in the turn.
 
 Table ``approvals``: PartitionKey ``pending`` while waiting, ``decided`` after (the row moves),
-RowKey the approval id, ``<turn id>.<call index>``.
+RowKey the approval id, ``<turn id>.<call index>``. Rows whose deadline is older than the history
+retention are swept (``realm_of_agents/retention.py``): by then the turn has long decided, and a
+pending one can no longer be answered.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from kernel.ports import NotFound, PreconditionFailed, TableStore
+from kernel.sweep import SweepReport, delete_rows_below
 
 TABLE = "approvals"
 PENDING, DECIDED = "pending", "decided"
@@ -93,6 +96,10 @@ class ApprovalStore:
         await self._tables.upsert(TABLE, {**_plain(row), "PartitionKey": DECIDED, "status": DECIDED,
                                           "answer": json.dumps(decision)})
         await self._tables.delete(TABLE, PENDING, approval)
+
+    async def sweep(self, deadline_before: datetime) -> SweepReport:
+        """Delete the approvals whose deadline is before ``deadline_before``, decided or not."""
+        return await delete_rows_below(self._tables, TABLE, "deadline", deadline_before)
 
     async def pending(self, limit: int = 200) -> list[dict[str, Any]]:
         return [_view(row) for row in await self._tables.query(TABLE, PENDING, limit=limit)]

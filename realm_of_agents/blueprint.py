@@ -159,8 +159,10 @@ async def agent_config_sync(timer: func.TimerRequest, client: df.DurableOrchestr
 @bp.durable_client_input(client_name="client")
 async def agent_history_retention(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
     """Hourly: purge the Durable histories of finished turns, commands and schedules older than
-    AOS_HISTORY_RETENTION_DAYS (their archive records and the agents' state stay)."""
+    AOS_HISTORY_RETENTION_DAYS (their archive records and the agents' state stay), then sweep
+    expired response cache entries and approvals past the retention."""
     await retention.run(client)
+    await retention.sweep_tables(services().adapters.tables)
 
 
 # -- HTTP API -------------------------------------------------------------------------------------

@@ -17,6 +17,10 @@ The query is repeated until it finds nothing, since a backend may answer it a pa
 A message re-sent with the id of an event whose turn was purged starts a new turn: keep the
 retention longer than any publisher may re-send an id (Service Bus detects duplicates for at most
 7 days, the default retention).
+
+The same timer sweeps the realm's tables that would otherwise only grow (``sweep_tables``):
+response cache entries past their expiry (always: an expired entry is never used) and approvals
+whose deadline is older than the retention (when it is on).
 """
 
 from __future__ import annotations
@@ -32,8 +36,12 @@ import azure.durable_functions as df
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus as Status
 
 from kernel import settings
+from kernel.inference.cache import ResponseCache
 from kernel.instances import FINISHED as FINISHED_NAMES
+from kernel.ports import TableStore
+from kernel.sweep import SweepReport
 from realm_of_agents import ids
+from realm_of_agents.approvals import ApprovalStore
 
 log = logging.getLogger("aos.realm.retention")
 SETTING = "AOS_HISTORY_RETENTION_DAYS"
@@ -121,3 +129,20 @@ async def run(client: df.DurableOrchestrationClient, *, now: datetime | None = N
                  f"; {report.failed} failed" if report.failed else "", "; more left for the next run" if report.more else "")
     return report
 
+
+
+async def sweep_tables(tables: TableStore, *, now: datetime | None = None,
+                       environ: Mapping[str, str] | None = None) -> list[SweepReport]:
+    """Delete expired response cache entries, and approvals whose deadline is older than the
+    retention (none when it is 0)."""
+    now = now or datetime.now(timezone.utc)
+    kept = retention(environ)
+    reports = [await ResponseCache(tables).sweep(now)]
+    if kept is not None:
+        reports.append(await ApprovalStore(tables).sweep(now - kept))
+    for report in reports:
+        if report.deleted or report.kept:
+            log.info("retention: %d rows deleted from %s%s%s", report.deleted, report.table,
+                     f"; {report.kept} changed since read or failed, kept" if report.kept else "",
+                     "; more left for the next run" if report.more else "")
+    return reports

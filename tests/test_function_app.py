@@ -83,6 +83,7 @@ ROLE_FUNCTIONS = {
     "mcp": {
         **COMMON_FUNCTIONS,
         "mcp_gateway": ("serviceBusTrigger", None),
+        "tool_call_retention": ("timerTrigger", None),
         "list_servers": ("httpTrigger", "mcp/servers"),
         "list_server_tools": ("httpTrigger", "mcp/servers/{server_id}/tools"),
         "call_server_tool": ("httpTrigger", "mcp/servers/{server_id}/tools/{tool}/call"),

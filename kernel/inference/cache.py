@@ -10,7 +10,8 @@ to vary; ``cache.sampled: true`` caches those too, ``cache.enabled: false`` noth
 
 Entries live in the table ``inferencecache`` (PartitionKey: endpoint id, RowKey: the key) through
 the ``TableStore`` port: SQLite embedded, Azure Table storage in Azure. An expired entry is
-ignored and deleted when it is next read; nothing sweeps the others. An answer whose JSON is
+ignored and deleted when it is next read; the realm's hourly retention timer sweeps the rest
+(:meth:`ResponseCache.sweep`). An answer whose JSON is
 longer than 30,000 characters is not cached (a table property holds at most 32K characters).
 A storage failure never fails a model call: the cache is skipped and the failure logged.
 """
@@ -26,6 +27,7 @@ from typing import Any
 from kernel.governance.redaction import digest
 from kernel.inference.port import ChatRequest, Completion, ToolCall, Usage
 from kernel.ports import NotFound, TableStore
+from kernel.sweep import SweepReport, delete_rows_below
 
 TABLE = "inferencecache"
 MAX_CHARS = 30_000
@@ -82,6 +84,10 @@ class ResponseCache:
             log.warning("response cache write failed (%s); the answer is not cached", type(error).__name__)
             return False
         return True
+
+    async def sweep(self, now: datetime | None = None) -> SweepReport:
+        """Delete every entry expired by ``now``: one never read again would otherwise stay for good."""
+        return await delete_rows_below(self._tables, TABLE, "expires", now or datetime.now(timezone.utc))
 
 
 def _completion(data: dict[str, Any]) -> Completion:

@@ -299,18 +299,20 @@ def test_lock_durations_come_from_the_topology_and_cover_a_whole_tool_call() -> 
     longest_call = timedelta(seconds=limits["startup_seconds"] + limits["call_seconds"])
     mcp = tree("main.bicep")["variables"]["roleSettings"]["value"]["mcp"]
     assert mcp == {"AzureFunctionsJobHost__extensions__serviceBus__maxAutoLockRenewalDuration": "toolCallMaxDuration",
-                   "AzureFunctionsJobHost__functionTimeout": "toolCallMaxDuration"}
+                   "AzureFunctionsJobHost__functionTimeout": "toolCallMaxDuration",
+                   "AOS_HISTORY_RETENTION_DAYS": "historyRetentionDays"}  # the tool-call claims' retention
     assert _duration(default(main, "toolCallMaxDuration")) >= longest_call
     host = json.loads((REPO / "host.json").read_text())["extensions"]["serviceBus"]
     assert _duration(host["maxAutoLockRenewalDuration"]) >= timedelta(seconds=max(LOCK_SECONDS.values()))
 
 
-def test_the_realm_app_gets_its_history_retention_from_a_parameter() -> None:
+def test_the_realm_and_mcp_apps_get_the_history_retention_from_a_parameter() -> None:
     from realm_of_agents import retention
 
     main = tree("main.bicep")
     realm = main["variables"]["roleSettings"]["value"]["realm"]
     assert realm == {retention.SETTING: "historyRetentionDays"}
+    assert main["variables"]["roleSettings"]["value"]["mcp"][retention.SETTING] == "historyRetentionDays"
     assert retention.retention({retention.SETTING: default(main, "historyRetentionDays")}) == retention.retention({})
 
 

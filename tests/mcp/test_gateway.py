@@ -200,3 +200,36 @@ async def test_an_audit_store_outage_never_makes_a_tool_run_twice(world, tmp_pat
     assert ledger.read_text() == "x\nEND\n"
     assert broken.appends == 3  # retried, then logged; the second request was answered from the stored result
     assert "could not be written: ConnectionError" in caplog.text
+
+
+async def test_claims_past_the_retention_go_with_their_blobs_and_the_call_id_is_new_again(world, tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from kernel.ports import NotFound
+    from mcp_servers.gateway import CLAIMS_TABLE
+    from mcp_servers.retention import sweep_claims
+    from realm_of_agents.retention import SETTING
+
+    gateway, _, blobs, scratch = world
+    ledger = scratch / "ledger.txt"
+    await gateway.call_tool("clerk", "everything", "echo", {"message": "x" * 40_000}, call_id="t9:0")
+    await gateway.call_tool("clerk", "scratch", "edit_file", _append(ledger, "one"), call_id="t9:1")
+    [blob] = await blobs.list(CALLS_CONTAINER, "clerk/")
+    tables = EmbeddedTableStore(tmp_path / "tables.sqlite")  # the gateway's own file, a second connection
+    now = datetime.now(timezone.utc)
+    try:
+        assert (await sweep_claims(tables, blobs, now=now, environ={})).deleted == 0  # 7 days by default
+        assert await sweep_claims(tables, blobs, now=now + timedelta(days=30), environ={SETTING: "0"}) is None
+        assert await blobs.list(CALLS_CONTAINER, "clerk/") == [blob]
+
+        report = await sweep_claims(tables, blobs, now=now + timedelta(days=7, minutes=1), environ={})
+        assert (report.deleted, report.kept, report.more) == (2, 0, False)
+        assert await blobs.list(CALLS_CONTAINER, "clerk/") == []
+        assert await tables.query_below(CLAIMS_TABLE, "at", (now + timedelta(days=30)).timestamp()) == []
+        with pytest.raises(NotFound):
+            await blobs.get(CALLS_CONTAINER, blob)
+    finally:
+        await tables.close()
+    # Nothing remembers the call id now: it is a new call (so the retention must outlast any replay).
+    await gateway.call_tool("clerk", "scratch", "edit_file", _append(ledger, "one"), call_id="t9:1")
+    assert ledger.read_text() == "one\none\nEND\n"

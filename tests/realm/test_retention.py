@@ -107,3 +107,36 @@ async def test_the_setting_is_read_as_days_and_zero_keeps_everything(tmp_path: P
         assert report is not None and report.purged["turn-"] >= 1
         assert answer["turn_id"] not in _instances(platform)
         assert "retention: purged" in caplog.text
+
+
+async def test_expired_cache_entries_and_approvals_past_the_retention_are_swept(tmp_path: Path) -> None:
+    from kernel.adapters.embedded_table import EmbeddedTableStore
+    from kernel.inference.cache import TABLE as CACHE_TABLE, ResponseCache
+    from kernel.inference.port import Completion, Usage
+    from realm_of_agents.approvals import ApprovalStore
+
+    tables = EmbeddedTableStore(tmp_path / "tables.sqlite")
+    cache, approvals = ResponseCache(tables), ApprovalStore(tables)
+    now = datetime.now(timezone.utc)
+    answer = Completion(content="cached", tool_calls=[], provider="openai-compatible", model="m", usage=Usage(1, 1))
+    try:
+        assert await cache.put("default", "short", answer, ttl_seconds=10)
+        assert await cache.put("default", "long", answer, ttl_seconds=30 * 86400)
+        for name, deadline in (("turn-a.0", now - timedelta(days=1)), ("turn-b.0", now + timedelta(hours=1))):
+            await approvals.request(approval=name, agent_id="clerk", turn_id=name[:-2], server="scratch",
+                                    tool="edit_file", arguments={}, deadline=deadline, event_type="ledger.entry")
+        await approvals.decided("turn-a.0", {"approved": False, "by": "deadline"})
+
+        off = await retention.sweep_tables(tables, now=now + timedelta(days=7), environ={retention.SETTING: "0"})
+        assert [(r.table, r.deleted) for r in off] == [(CACHE_TABLE, 1)]  # expired answers go whatever the setting
+        assert await cache.get("default", "long") is not None
+        assert {a["id"] for a in [await approvals.get("turn-a.0"), await approvals.get("turn-b.0")]} == {"turn-a.0", "turn-b.0"}
+
+        on = await retention.sweep_tables(tables, now=now + timedelta(days=7), environ={})
+        assert [(r.table, r.deleted) for r in on] == [(CACHE_TABLE, 0), ("approvals", 1)]
+        assert (await approvals.get("turn-b.0"))["status"] == "pending"  # its deadline is newer than the cutoff
+        with pytest.raises(Exception, match="no approval 'turn-a.0'"):
+            await approvals.get("turn-a.0")
+        assert await cache.get("default", "long") is not None
+    finally:
+        await tables.close()
