@@ -17,7 +17,6 @@ from typing import Any
 
 from kernel.ports import BlobStore, NotFound, TableStore
 from kernel.sweep import SweepReport, delete_rows_below
-from mcp_servers.gateway import CALLS_CONTAINER, CLAIMS_TABLE
 from realm_of_agents.retention import retention
 
 log = logging.getLogger("aos.mcp.retention")
@@ -26,6 +25,9 @@ log = logging.getLogger("aos.mcp.retention")
 async def sweep_claims(tables: TableStore, blobs: BlobStore, *, now: datetime | None = None,
                        environ: Mapping[str, str] | None = None) -> SweepReport | None:
     """Delete the claims older than the retention and their result blobs; ``None`` when it is 0."""
+    # Imported here: the gateway loads the MCP SDK, which the app only imports when it is used.
+    from mcp_servers.gateway import CALLS_CONTAINER, CLAIMS_TABLE
+
     kept = retention(environ)
     if kept is None:
         return None
