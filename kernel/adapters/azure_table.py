@@ -11,7 +11,7 @@ created and the write retried once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -138,52 +138,44 @@ class AzureTableStore:
 
     async def query(self, table: str, partition_key: str, *, row_key_from: str | None = None,
                     row_key_to: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-
         check_key(partition_key, "PartitionKey")
-        if limit is not None and limit < 1:
-            raise ValueError("limit must be a positive number")
         query, parameters = "PartitionKey eq @pk", {"pk": partition_key}
         if row_key_from is not None:
             query, parameters["start"] = query + " and RowKey ge @start", row_key_from
         if row_key_to is not None:
             query, parameters["stop"] = query + " and RowKey lt @stop", row_key_to
-        found: list[dict[str, Any]] = []
-        try:
-            pages = self._table(table).query_entities(
-                query, parameters=parameters, results_per_page=min(limit, 1000) if limit else None
-            )
-            async for entity in pages:
-                found.append(_from_sdk(entity))
-                if limit is not None and len(found) >= limit:
-                    break
-        except ResourceNotFoundError:
-            return []
-        except HttpResponseError as error:
-            raise_mapped(error, f"table {table}")
+        found = await self._select(table, query, parameters, limit)
         found.sort(key=lambda e: e["RowKey"])  # the service already returns them in order
         return found
 
     async def query_below(self, table: str, property_name: str, below: datetime | float, *,
                           limit: int | None = None) -> list[dict[str, Any]]:
-        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-
         check_property_name(property_name)
         below = check_below(below)
-        if limit is not None and limit < 1:
-            raise ValueError("limit must be a positive number")
         # Azure compares only values of the literal's type; Azurite also compares text with a
         # datetime literal. The kind is checked here too, so both answer alike.
         kind: type | tuple[type, ...] = datetime if isinstance(below, datetime) else (int, float)
+
+        def of_kind(row: dict[str, Any]) -> bool:
+            value = row.get(property_name)
+            return isinstance(value, kind) and not isinstance(value, bool)
+
+        return await self._select(table, f"{property_name} lt @below", {"below": below}, limit, of_kind)
+
+    async def _select(self, table: str, query: str, parameters: dict[str, Any], limit: int | None,
+                      keep: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+        """The entities ``query`` matches (and ``keep`` accepts), at most ``limit``; ``[]`` for a missing table."""
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be a positive number")
         found: list[dict[str, Any]] = []
         try:
             pages = self._table(table).query_entities(
-                f"{property_name} lt @below", parameters={"below": below},
-                results_per_page=min(limit, 1000) if limit else None)
+                query, parameters=parameters, results_per_page=min(limit, 1000) if limit else None)
             async for entity in pages:
                 row = _from_sdk(entity)
-                value = row.get(property_name)
-                if not isinstance(value, kind) or isinstance(value, bool):
+                if keep is not None and not keep(row):
                     continue
                 found.append(row)
                 if limit is not None and len(found) >= limit:
