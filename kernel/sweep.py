@@ -37,13 +37,10 @@ class SweepReport:
     #: the run stopped at its limit: more is left for the next one
     more: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"table": self.table, "deleted": self.deleted, "kept": self.kept, "more": self.more}
-
 
 async def delete_rows_below(tables: TableStore, table: str, property_name: str, below: datetime | float, *,
-                limit: int = MAX_PER_RUN,
-                after_delete: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> SweepReport:
+                            limit: int = MAX_PER_RUN,
+                            after_delete: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> SweepReport:
     """Delete the rows of ``table`` whose ``property_name`` is below ``below``, at most ``limit``.
 
     ``after_delete`` runs for each deleted row (a claim's result blob goes after its row, so a
@@ -65,6 +62,11 @@ async def delete_rows_below(tables: TableStore, table: str, property_name: str, 
         if deleted == 0:  # every one changed since it was read: leave them for the next run
             break
     report.more = budget <= 0
+    if report.deleted or report.kept:
+        log.info("sweep of %s: %d rows with %s before %s deleted%s%s", table, report.deleted, property_name,
+                 below.isoformat() if isinstance(below, datetime) else below,
+                 f"; {report.kept} changed since read or failed, kept" if report.kept else "",
+                 "; more left for the next run" if report.more else "")
     return report
 
 

@@ -10,7 +10,6 @@ it is 0), each only if unchanged since it was read, and then the blob it named.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -18,8 +17,6 @@ from typing import Any
 from kernel.ports import BlobStore, NotFound, TableStore
 from kernel.sweep import SweepReport, delete_rows_below
 from realm_of_agents.retention import retention
-
-log = logging.getLogger("aos.mcp.retention")
 
 
 async def sweep_claims(tables: TableStore, blobs: BlobStore, *, now: datetime | None = None,
@@ -41,9 +38,4 @@ async def sweep_claims(tables: TableStore, blobs: BlobStore, *, now: datetime | 
                 pass
 
     # A claim's "at" is when it was made (or taken over), in seconds since the epoch.
-    report = await delete_rows_below(tables, CLAIMS_TABLE, "at", cutoff.timestamp(), after_delete=delete_blob)
-    if report.deleted or report.kept:
-        log.info("retention: %d tool-call claims made before %s deleted%s%s", report.deleted, cutoff.isoformat(),
-                 f"; {report.kept} changed since read or failed, kept" if report.kept else "",
-                 "; more left for the next run" if report.more else "")
-    return report
+    return await delete_rows_below(tables, CLAIMS_TABLE, "at", cutoff.timestamp(), after_delete=delete_blob)

@@ -130,7 +130,6 @@ async def run(client: df.DurableOrchestrationClient, *, now: datetime | None = N
     return report
 
 
-
 async def sweep_tables(tables: TableStore, *, now: datetime | None = None,
                        environ: Mapping[str, str] | None = None) -> list[SweepReport]:
     """Delete expired response cache entries, and approvals whose deadline is older than the
@@ -140,9 +139,4 @@ async def sweep_tables(tables: TableStore, *, now: datetime | None = None,
     reports = [await ResponseCache(tables).sweep(now)]
     if kept is not None:
         reports.append(await ApprovalStore(tables).sweep(now - kept))
-    for report in reports:
-        if report.deleted or report.kept:
-            log.info("retention: %d rows deleted from %s%s%s", report.deleted, report.table,
-                     f"; {report.kept} changed since read or failed, kept" if report.kept else "",
-                     "; more left for the next run" if report.more else "")
     return reports

@@ -69,6 +69,14 @@ def _is_busy(error: sqlite3.OperationalError) -> bool:
     return getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(error)
 
 
+#: How a datetime property is stored: fixed-width UTC text, which sorts as the instants do.
+_DATETIME_TEXT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _datetime_text(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime(_DATETIME_TEXT)
+
+
 def _new_etag() -> str:
     return f'W/"{uuid.uuid4().hex}"'
 
@@ -87,7 +95,7 @@ def _encode(entity: Mapping[str, Any]) -> str:
         elif isinstance(value, str):
             encoded[name] = ["s", value]
         elif isinstance(value, datetime):
-            encoded[name] = ["d", value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")]
+            encoded[name] = ["d", _datetime_text(value)]
         else:
             encoded[name] = ["x", base64.b64encode(value).decode("ascii")]
     return json.dumps(encoded, separators=(",", ":"), ensure_ascii=False)
@@ -97,7 +105,7 @@ def _decode(pk: str, rk: str, etag: str, properties: str) -> dict[str, Any]:
     entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": rk}
     for name, (kind, value) in json.loads(properties).items():
         if kind == "d":
-            value = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+            value = datetime.strptime(value, _DATETIME_TEXT).replace(tzinfo=timezone.utc)
         elif kind == "x":
             value = base64.b64decode(value)
         elif kind == "f":
@@ -302,10 +310,9 @@ class EmbeddedTableStore:
 
     def _query_below(self, db: sqlite3.Connection, table: str, name: str, below: datetime | float,
                      limit: int | None) -> list[dict[str, Any]]:
-        # Properties are stored as {"name": [kind, value]}; datetimes as fixed-width UTC text,
-        # which orders as the instants do.
+        # Properties are stored as {"name": [kind, value]} (see _encode).
         if isinstance(below, datetime):
-            kinds, bound = ("d",), below.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            kinds, bound = ("d",), _datetime_text(below)
         else:
             kinds, bound = ("i", "f"), below
         sql = (f"SELECT pk, rk, etag, properties FROM aos_table_entities WHERE tbl=? "
