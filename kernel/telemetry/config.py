@@ -60,7 +60,9 @@ class TelemetryConfig:
         elif self.console != "off":
             places.append(f"JSON lines on {self.console}")
         where = ", ".join(places) or "nowhere (AOS_TELEMETRY_CONSOLE=off)"
-        return f"traces and metrics of {self.service_name} -> {where}; logs as {self.log_format}"
+        exported = [place for place, on in (("Azure Monitor", self.azure_monitor), ("OTLP", bool(self.otlp_endpoint))) if on]
+        logs = f"logs as {self.log_format}" + (f", exported to {' and '.join(exported)}" if exported else "")
+        return f"traces and metrics of {self.service_name} -> {where}; {logs}"
 
 
 def from_settings(environ: Mapping[str, str] | None = None, *, local_file: Path | None = None) -> TelemetryConfig:

@@ -46,11 +46,13 @@ class Telemetry:
     """Providers, tracer, meter and instruments of one configuration; ``shutdown`` flushes them."""
 
     def __init__(self, config: TelemetryConfig, tracer_provider: Any, meter_provider: Any, *,
-                 logger_provider: Any = None, pinned: bool = False, note: str | None = None) -> None:
+                 logger_provider: Any = None, log_handler: logging.Handler | None = None, pinned: bool = False,
+                 note: str | None = None) -> None:
         self.config = config
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
-        self.logger_provider = logger_provider  # Azure Monitor's log export, if any
+        self.logger_provider = logger_provider  # log export (OTLP, Azure Monitor), if any
+        self.log_handler = log_handler  # the root logger's handler feeding it
         self.tracer = tracer_provider.get_tracer(INSTRUMENTATION, _version())
         self.instruments = Instruments(meter_provider.get_meter(INSTRUMENTATION, _version()))
         self.pinned = pinned
@@ -66,6 +68,11 @@ class Telemetry:
                 flush()
 
     def shutdown(self) -> None:
+        if self.log_handler is not None:  # records from now on are not this telemetry's to export
+            from kernel.telemetry.log_export import detach
+
+            detach(self.log_handler)
+            self.log_handler = None
         for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
             stop = getattr(provider, "shutdown", None)
             if stop is not None:
@@ -105,8 +112,10 @@ def build(config: TelemetryConfig, *, span_processors: Sequence[Any] = (), metri
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     resource = Resource.create({"service.name": config.service_name, "service.version": _version()})
-    processors, readers = list(span_processors), list(metric_readers)
+    processors, readers, log_processors = list(span_processors), list(metric_readers), []
     if config.otlp_endpoint:
+        from kernel.telemetry.log_export import otlp_log_processor
+
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
             OTLPMetricExporter,
         )
@@ -116,6 +125,7 @@ def build(config: TelemetryConfig, *, span_processors: Sequence[Any] = (), metri
 
         processors.append(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{config.otlp_endpoint}/v1/traces")))
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{config.otlp_endpoint}/v1/metrics")))
+        log_processors.append(otlp_log_processor(config.otlp_endpoint))
     if config.console != "off":
         from kernel.telemetry.jsonl import (
             JsonLinesSink,
@@ -130,13 +140,34 @@ def build(config: TelemetryConfig, *, span_processors: Sequence[Any] = (), metri
         readers.append(PeriodicExportingMetricReader(metrics_exporter(metrics_sink)))
     if config.azure_monitor:
         tracer_provider, meter_provider, logger_provider = _azure_monitor(config, resource, processors, readers)
-        return Telemetry(config, tracer_provider, meter_provider, logger_provider=logger_provider, pinned=pinned,
-                         note=note)
+        return Telemetry(config, tracer_provider, meter_provider, logger_provider=logger_provider,
+                         log_handler=_export_logs(logger_provider, log_processors), pinned=pinned, note=note)
     tracer_provider = TracerProvider(resource=resource, id_generator=_id_generator())
     for processor in processors:
         tracer_provider.add_span_processor(processor)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
-    return Telemetry(config, tracer_provider, meter_provider, pinned=pinned, note=note)
+    if not log_processors:
+        return Telemetry(config, tracer_provider, meter_provider, pinned=pinned, note=note)
+    from kernel.telemetry.log_export import logger_provider as new_logger_provider
+
+    logger_provider = new_logger_provider(resource, [])
+    return Telemetry(config, tracer_provider, meter_provider, logger_provider=logger_provider,
+                     log_handler=_export_logs(logger_provider, log_processors), pinned=pinned, note=note)
+
+
+def _export_logs(provider: Any, processors: list[Any]) -> logging.Handler | None:
+    """Feed the root logger's records, redacted, to ``provider`` (an SDK logger provider: ours for
+    OTLP, the distro's for Azure Monitor), adding ``processors`` to it; ``None`` when the process's
+    log provider is not the SDK's (OpenTelemetry configured by someone else, who exports its logs)."""
+    from opentelemetry.sdk._logs import LoggerProvider
+
+    if not isinstance(provider, LoggerProvider):
+        return None
+    from kernel.telemetry.log_export import attach
+
+    for processor in processors:
+        provider.add_log_record_processor(processor)
+    return attach(provider)
 
 
 def _azure_monitor(config: TelemetryConfig, resource: Any, processors: list[Any],

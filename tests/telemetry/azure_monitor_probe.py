@@ -57,6 +57,7 @@ def main() -> None:
     started = datetime.now(UTC) - timedelta(seconds=1)
     with span(WAKE, parent=f"00-{sys.argv[1]}-{sys.argv[2]}-01", attributes={"aos.event.id": "e-7"}):
         logging.getLogger("aos.realm.wake").warning("waking keeper for e-7")
+        logging.getLogger("aos.realm.wake").warning("endpoint answered 401 for api_key=%s", "sk-probe-secret")
         traceparent = telemetry.current_traceparent()
     record_turn({"turn_id": "turn-keeper-7", "agent_id": "keeper", "outcome": "replied", "started": started.isoformat(),
                  "event": {"id": "e-7", "type": "ledger.entry", "traceparent": traceparent},

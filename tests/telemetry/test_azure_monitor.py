@@ -47,6 +47,9 @@ def test_spans_logs_and_metrics_reach_application_insights(tmp_path: Path) -> No
 
     [log] = [i for i in by_type.get("MessageData", []) if i["data"]["baseData"]["message"] == "waking keeper for e-7"]
     assert log["tags"]["ai.operation.id"] == TRACE and log["tags"]["ai.operation.parentId"] == wake["data"]["baseData"]["id"]
+    messages = [i["data"]["baseData"]["message"] for i in by_type.get("MessageData", [])]
+    assert "endpoint answered 401 for api_key=***" in messages  # the platform's handler, which redacts
+    assert "sk-probe-secret" not in json.dumps(items)
 
     metric_names = {m["name"] for i in by_type.get("MetricData", []) for m in i["data"]["baseData"]["metrics"]}
     assert {"aos.turns", "aos.tokens", "aos.turn.duration"} <= metric_names

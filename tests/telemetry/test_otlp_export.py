@@ -1,7 +1,8 @@
-"""Spans and metrics exported over OTLP/HTTP to a collector on loopback, decoded as it receives them."""
+"""Spans, metrics and logs exported over OTLP/HTTP to a collector on loopback, decoded as it receives them."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+)
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
@@ -41,6 +45,14 @@ class Collector:
                     service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}["service.name"]
                     spans += [(service, s) for scope in resource_spans.scope_spans for s in scope.spans]
         return spans
+
+    def logs(self) -> list[Any]:
+        found = []
+        for path, _, body in self.requests:
+            if path == "/v1/logs":
+                for resource_logs in ExportLogsServiceRequest.FromString(body).resource_logs:
+                    found += [record for scope in resource_logs.scope_logs for record in scope.log_records]
+        return found
 
     def metrics(self) -> dict[str, list[Any]]:
         found: dict[str, list[Any]] = {}
@@ -119,3 +131,41 @@ def test_spans_and_metrics_reach_an_otlp_collector(collector: tuple[str, Collect
     assert duration.count == 1 and duration.sum >= 2.0
     [call] = metrics["aos.tool_calls"][0].sum.data_points
     assert {a.key: a.value.string_value for a in call.attributes}["tool"] == "echo"
+
+
+def test_logs_reach_the_collector_in_their_trace_with_secrets_redacted(collector: tuple[str, Collector]) -> None:
+    url, received = collector
+    wake_log = logging.getLogger("aos.realm.wake")
+    level = wake_log.level
+    wake_log.setLevel(logging.INFO)
+    configured = telemetry.configure(from_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": url, "AOS_APP_ROLES": "realm",
+                                                    "AOS_TELEMETRY_CONSOLE": "off"}))
+    assert "logs as text, exported to OTLP" in configured.describe()
+    try:
+        with span(WAKE, parent=f"00-{TRACE}-{SENDER}-01"):
+            wake_log.info("waking %s with api_key=%s", "keeper", "sk-live-123456")
+            try:
+                raise RuntimeError("endpoint refused Bearer abc.def.ghi")
+            except RuntimeError:
+                wake_log.exception("model call failed", extra={"aos.agent_id": "keeper", "aos.detail": "secret=hunter2"})
+        wake_log.warning("outside any span")
+    finally:
+        telemetry.release(configured)
+        wake_log.setLevel(level)
+    logging.getLogger("aos.realm.wake").warning("after the release: not exported")
+
+    records = {record.body.string_value: record for record in received.logs()}
+    assert set(records) == {"waking keeper with api_key=***", "model call failed", "outside any span"}
+    waking, failed, outside = (records[m] for m in ("waking keeper with api_key=***", "model call failed",
+                                                    "outside any span"))
+    assert waking.trace_id.hex() == TRACE and waking.span_id and waking.span_id.hex() != SENDER
+    assert waking.severity_text == "INFO" and failed.severity_text == "ERROR" and outside.severity_text == "WARN"
+    assert failed.span_id == waking.span_id and not outside.trace_id.strip(b"\0")
+    attributes = {a.key: a.value.string_value for a in failed.attributes}
+    assert attributes["aos.agent_id"] == "keeper" and attributes["aos.detail"] == "secret=***"
+    assert attributes["exception.type"] == "RuntimeError"
+    assert attributes["exception.message"] == "endpoint refused Bearer ***"
+    assert "Traceback" in attributes["exception.stacktrace"] and "abc.def.ghi" not in attributes["exception.stacktrace"]
+    assert "trace_id" not in attributes and "span_id" not in attributes
+    everything = b"".join(body for _, _, body in received.requests)
+    assert b"sk-live-123456" not in everything and b"hunter2" not in everything and b"abc.def.ghi" not in everything
