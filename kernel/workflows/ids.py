@@ -56,8 +56,10 @@ def attempt_id(run: str, step: str, attempt: int) -> str:
     return f"{run}:{step}:{attempt}"
 
 
-def compensation_id(run: str, step: str) -> str:
-    return f"{run}:{step}:undo"
+def compensation_id(run: str, step: str, attempt: int = 1) -> str:
+    """The correlation (agent) or call id (tool) of a compensation's attempt; the first keeps the
+    name it had before compensations were retried, so a run compensating across an upgrade replays."""
+    return f"{run}:{step}:undo" if attempt == 1 else f"{run}:{step}:undo:{attempt}"
 
 
 def source(run: str) -> str:

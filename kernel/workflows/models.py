@@ -96,6 +96,8 @@ class Compensation(Strict):
     tool: str | None = Field(default=None, pattern=TOOL_REFERENCE, description="'server.tool' to call.")
     arguments: dict[str, Any] | None = Field(default=None, description="The tool's arguments (a template).")
     timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
+    retry: Retry = Field(default_factory=Retry, description="Attempts of the compensation, as a step's: each "
+                         "attempt sends anew with its own id; the others still run when all fail.")
 
     @model_validator(mode="after")
     def _agent_or_tool(self) -> Compensation:

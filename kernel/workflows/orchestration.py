@@ -294,8 +294,7 @@ class _Run:
         retry = spec.get("retry") or {}
         attempts = int(retry.get("max_attempts", 1))
         if not final and not self.stopping and step["attempts"] < attempts:
-            delay = min(float(retry.get("backoff_seconds", 5.0)) * float(retry.get("backoff_coefficient", 2.0))
-                        ** (step["attempts"] - 1), float(retry.get("max_backoff_seconds", 3600.0)))
+            delay = _backoff(retry, step["attempts"])
             flight = _Flight("backoff", step["attempts"])
             flight.timer = self.context.create_timer(self.context.current_utc_datetime + timedelta(seconds=delay))
             flight.wait(flight.timer, "backoff")
@@ -320,11 +319,33 @@ class _Run:
 
     # -- compensation ----------------------------------------------------------------------------
     def compensate(self, step_id: str) -> Generator[Any, Any, None]:
+        """Undo a completed step, attempt after attempt as its ``retry`` allows (one by default); each
+        attempt sends anew with its own id, and the record keeps every attempt's outcome."""
         spec = self.specs[step_id]["compensate"]
         step = self.steps[step_id]
-        record: dict[str, Any] = {"started": self.now()}
+        retry = spec.get("retry") or {}
+        attempts = int(retry.get("max_attempts", 1))
+        record: dict[str, Any] = {"started": self.now(), "attempts": 0, "history": []}
         step["compensation"] = record
-        correlation = ids.compensation_id(self.id, step_id)
+        for attempt in range(1, attempts + 1):
+            if attempt > 1:
+                yield self.context.create_timer(self.context.current_utc_datetime + timedelta(seconds=_backoff(retry, attempt - 1)))
+            record["attempts"] = attempt
+            outcome = yield from self._compensate_once(step_id, spec, record, attempt)
+            record["history"].append({key: outcome.get(key) for key in ("id", "started", "finished", "status", "error")})
+            record.update({key: value for key, value in outcome.items() if key not in ("id", "started", "final")})
+            if outcome["status"] == "completed":
+                step["status"] = "compensated"
+                self.compensated.append(step_id)
+                return
+            if outcome.get("final"):  # its input cannot be rendered: another attempt renders the same
+                return
+
+    def _compensate_once(self, step_id: str, spec: dict[str, Any], record: dict[str, Any],
+                         attempt: int) -> Generator[Any, Any, dict[str, Any]]:
+        """One attempt of a compensation: its outcome (``status``, ``error``, ``output``, times)."""
+        correlation = ids.compensation_id(self.id, step_id, attempt)
+        outcome: dict[str, Any] = {"id": correlation, "started": self.now()}
         kind = "agent" if spec.get("agent") else "tool"
         seconds = int(spec.get("timeout_seconds") or DEFAULT_TIMEOUTS[kind])
         try:
@@ -334,37 +355,31 @@ class _Run:
                 sent = yield self.context.call_activity(SEND_AGENT, self.agent_send(
                     correlation, spec["agent"], spec["event"], payload, f"{step_id} (compensation)"))
                 if isinstance(sent, dict) and sent.get("refused"):
-                    record.update(status="failed", error=f"not sent: {sent['refused']}", finished=self.now())
-                    return
+                    return {**outcome, "status": "failed", "error": f"not sent: {sent['refused']}", "finished": self.now()}
             else:
                 payload = templates.render(spec.get("arguments") or {}, self.scope())
                 record["input"] = payload
                 yield self.context.call_activity(SEND_TOOL, self.tool_request(correlation, spec["tool"], payload))
         except templates.TemplateError as error:
-            record.update(status="failed", error=f"its input could not be rendered: {error}", finished=self.now())
-            return
+            return {**outcome, "status": "failed", "error": f"its input could not be rendered: {error}",
+                    "finished": self.now(), "final": True}
         except Exception as error:  # noqa: BLE001 - the send activity failed
-            record.update(status="failed", error=f"could not be sent: {_reason(error)}", finished=self.now())
-            return
+            return {**outcome, "status": "failed", "error": f"could not be sent: {_reason(error)}", "finished": self.now()}
         self.publish()
         answer_task = self.context.wait_for_external_event(correlation)
         timer = self.context.create_timer(self.context.current_utc_datetime + timedelta(seconds=seconds))
         winner = yield self.context.task_any([answer_task, timer])
-        record["finished"] = self.now()
+        outcome["finished"] = self.now()
         if winner is not answer_task:
-            record.update(status="failed", error=f"no answer within {seconds} s")
-            return
+            return {**outcome, "status": "failed", "error": f"no answer within {seconds} s"}
         timer.cancel()
         answer = _json(answer_task.result)
         ok = answer.get("type") == REPLY_TYPE if kind == "agent" else not answer.get("is_error")
         data = answer.get("data") if kind == "agent" else answer
         text = (data or {}).get("text") if kind == "agent" else "\n".join(
             str(item.get("text", "")) for item in answer.get("content") or [] if isinstance(item, dict))
-        record.update(status="completed" if ok else "failed", output={"text": text},
-                      error=None if ok else (text or answer.get("error") or answer.get("type")))
-        if ok:
-            step["status"] = "compensated"
-            self.compensated.append(step_id)
+        return {**outcome, "status": "completed" if ok else "failed", "output": {"text": text},
+                "error": None if ok else (text or answer.get("error") or answer.get("type"))}
 
     # -- messages --------------------------------------------------------------------------------
     def agent_send(self, correlation: str, agent: str, event_type: str, data: Any, step: str) -> dict[str, Any]:
@@ -430,6 +445,12 @@ def _timeout(spec: dict[str, Any], kind: str) -> int:
 def _iso(moment: datetime) -> str:
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return moment.isoformat()
+
+
+def _backoff(retry: dict[str, Any], attempts_made: int) -> float:
+    """Seconds to wait after ``attempts_made`` failed attempts (a step's or a compensation's ``retry``)."""
+    return min(float(retry.get("backoff_seconds", 5.0)) * float(retry.get("backoff_coefficient", 2.0)) ** (attempts_made - 1),
+               float(retry.get("max_backoff_seconds", 3600.0)))
 
 
 def _json(value: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -90,6 +91,34 @@ async def test_a_step_that_fails_after_its_retries_compensates_completed_steps_i
     assert by_id["second"]["compensation"]["finished"] <= by_id["first"]["compensation"]["started"]
     assert by_id["first"]["compensation"]["input"] == {"undo": by_id["first"]["output"]["turn_id"]}
     assert by_id["first"]["compensation"]["output"]["text"].startswith("[offline]")
+
+
+
+async def test_a_compensation_is_retried_with_new_ids_and_a_failed_one_does_not_stop_the_others(tmp_path: Path) -> None:
+    wf = write_workflow(tmp_path / "wf", {"id": "undo-retry", "steps": [
+        _agent("first", "reviewer", "review.first", {"what": "first review"},
+               compensate={"agent": "reviewer", "event": "review.undo", "data": {"undo": "first"}}),
+        # the analyst declines pricing (out of scope): each attempt of this compensation fails
+        _agent("second", "analyst", "analysis.second", {"what": "second analysis"}, needs=["first"],
+               compensate={"agent": "analyst", "event": "analysis.pricing", "data": {"pricing": "pricing"},
+                           "retry": {"max_attempts": 3, "backoff_seconds": 0.2, "backoff_coefficient": 1.5}}),
+        _agent("pricing", "analyst", "analysis.pricing", {"pricing": "pricing"}, needs=["second"])]})
+    async with running(tmp_path / "state", config_paths=config_paths(wf)) as platform:
+        run_id = await start(platform, "undo-retry", {})
+        view = await finished(platform, run_id)
+    by_id = steps(view)
+    assert view["status"] == "failed" and view["failed_step"] == "pricing"
+    undo = by_id["second"]["compensation"]
+    assert by_id["second"]["status"] == "completed" and undo["status"] == "failed" and undo["attempts"] == 3
+    assert [attempt["id"] for attempt in undo["history"]] == [
+        ids.compensation_id(run_id, "second"), f"{run_id}:second:undo:2", f"{run_id}:second:undo:3"]
+    assert all(attempt["status"] == "failed" and attempt["error"].startswith("Declined: the event is about 'pricing'")
+               for attempt in undo["history"])
+    waits = [datetime.fromisoformat(later["started"]) - datetime.fromisoformat(earlier["finished"])
+             for earlier, later in zip(undo["history"], undo["history"][1:], strict=False)]
+    assert waits[0] >= timedelta(seconds=0.2) and waits[1] >= timedelta(seconds=0.3)  # the back-off, growing
+    assert view["compensated"] == ["first"] and by_id["first"]["status"] == "compensated"
+    assert by_id["first"]["compensation"]["attempts"] == 1
 
 
 APPROVAL_FLOW = {"id": "gate", "steps": [
