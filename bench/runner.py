@@ -43,6 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="profile each scenario's child with pyinstrument (bench extra); text and HTML "
                              "reports next to the JSON")
+    parser.add_argument("--cpus", default="1", metavar="N|all",
+                        help="pin each scenario's process (and its threads and subprocesses) to N CPUs, as the "
+                             "issue's targets are set on one core (default %(default)s); 'all' pins nothing")
     parser.add_argument("--list", action="store_true", help="list the scenarios and their parameters, then exit")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-params", help=argparse.SUPPRESS)
@@ -50,7 +53,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat must be at least 1, got {args.repeat}")
+    try:
+        args.pinned = pinned_cpus(args.cpus)
+    except ValueError as error:
+        parser.error(str(error))
     return args
+
+
+def pinned_cpus(spec: str) -> list[int] | None:
+    """The CPUs ``--cpus`` asks for, taken from the end of the ones this process may use (the first
+    CPU usually takes more of the machine's interrupts); ``None`` for ``all`` or where the OS cannot pin."""
+    if spec == "all" or not hasattr(os, "sched_setaffinity"):
+        return None
+    try:
+        count = int(spec)
+    except ValueError:
+        raise ValueError(f"--cpus must be a whole number or 'all', got {spec!r}") from None
+    available = sorted(os.sched_getaffinity(0))
+    if not 1 <= count <= len(available):
+        raise ValueError(f"--cpus {count}: this process may use {len(available)} CPU(s) ({available})")
+    return available[-count:]
 
 
 def _selected(only: str | None) -> list[Scenario]:
@@ -85,6 +107,8 @@ def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
 def run_child(args: argparse.Namespace) -> int:
     """Run one scenario in this process and print its result as the last line of stdout."""
     logging.basicConfig(level=logging.ERROR)
+    if args.pinned is not None:  # before any thread or subprocess starts: they inherit it
+        os.sched_setaffinity(0, args.pinned)
     scenario = SCENARIOS[args.child]
     state_dir = Path(args.state_dir or tempfile.gettempdir())
     tempfile.tempdir = str(state_dir)
@@ -103,6 +127,8 @@ def run_child(args: argparse.Namespace) -> int:
             Path(args.profile_to + ".html").write_text(profiler.output_html(), encoding="utf-8")
     else:
         found = function(params, args.repeat, state_dir)
+    if hasattr(os, "sched_getaffinity"):  # what the scenario ran on, as the OS saw it at the end
+        found["cpus"] = sorted(os.sched_getaffinity(0))
     print(json.dumps(found))
     return 0
 
@@ -112,7 +138,7 @@ def run_child(args: argparse.Namespace) -> int:
 def _spawn(scenario: Scenario, params: dict[str, Any], repeat: int, args: argparse.Namespace,
            state_dir: Path) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench", "--child", scenario.name, "--child-params", json.dumps(params),
-               "--repeat", str(repeat), "--state-dir", str(state_dir)]
+               "--repeat", str(repeat), "--state-dir", str(state_dir), "--cpus", args.cpus]
     if args.profile:
         command += ["--profile-to", str(Path(args.json).resolve().parent / f"profile-{scenario.name}")]
     timeout = 7200 if args.full else 900
@@ -152,7 +178,7 @@ def run_parent(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "mode": "full" if args.full else "quick", "repeat": args.repeat,
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine.describe(state_dir), "versions": machine.versions(),
+        "machine": {**machine.describe(state_dir), "pinned_cpus": args.pinned}, "versions": machine.versions(),
         "parameters": {}, "notes": [], "scenarios": {},
     }
     for scenario in selected:
@@ -174,7 +200,7 @@ def run_parent(args: argparse.Namespace) -> int:
             entry["seconds"] = round(time.perf_counter() - started, 1)
             if found["status"] == "ok":
                 entry.update(status="ok", figures=aggregate(found["runs"]), details=found.get("details", {}),
-                             notes=found.get("notes", []))
+                             notes=found.get("notes", []), cpus=found.get("cpus"))
             else:
                 entry.update(found)
             print(f"[bench] {scenario.name}: {entry['status']} in {entry['seconds']} s"
@@ -191,7 +217,9 @@ def run_parent(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     print(f"\n{result['mode']} mode, {args.repeat} run(s) per scenario, {result['seconds']} s; "
           f"state on {result['machine']['state_dir_disk'].get('fs_type', '?')} at {state_dir}; "
-          f"load average at start {result['machine']['load_average_at_start']}; results in {json_path}")
+          f"load average at start {result['machine']['load_average_at_start']}; "
+          + (f"each scenario pinned to CPU(s) {args.pinned}; " if args.pinned is not None else "not pinned; ")
+          + f"results in {json_path}")
     failed = [name for name, entry in result["scenarios"].items() if entry["status"] == "failed"]
     return 1 if failed else 0
 

@@ -50,6 +50,9 @@ def test_floor_and_import_write_the_documented_json(tmp_path: Path) -> None:
     assert result["versions"]["sqlite3_library"].count(".") == 2
     assert result["parameters"]["floor"] == {"agents": [1, 10], "events": 50, "warmup": 5}
     assert list(result["scenarios"]) == ["floor", "import"]
+    pinned = machine["pinned_cpus"]  # the default: one core, as the targets are set
+    assert len(pinned) == 1 and pinned[0] in os.sched_getaffinity(0)
+    assert all(result["scenarios"][name]["cpus"] == pinned for name in ("floor", "import"))
 
     floor = result["scenarios"]["floor"]
     assert floor["status"] == "ok" and floor["repeats"] == 1 and floor["seconds"] > 0
@@ -78,7 +81,22 @@ def test_bad_options_name_what_is_wrong(tmp_path: Path) -> None:
     assert done.returncode != 0 and "unknown scenario(s) nosuch" in done.stderr
     done = _bench("--only", "floor", "--set", "floor.nokey=1", "--json", str(tmp_path / "x.json"))
     assert done.returncode != 0 and "floor has no parameter 'nokey'" in done.stderr
+    done = _bench("--only", "floor", "--cpus", "0", "--json", str(tmp_path / "x.json"))
+    assert done.returncode != 0 and "--cpus 0: this process may use" in done.stderr
+    done = _bench("--only", "floor", "--cpus", "two", "--json", str(tmp_path / "x.json"))
+    assert done.returncode != 0 and "--cpus must be a whole number or 'all', got 'two'" in done.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to tell pinned from not")
+def test_cpus_all_leaves_the_scenarios_unpinned(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = _bench("--only", "floor", "--repeat", "1", "--cpus", "all", "--json", str(out), "--state-dir", str(tmp_path),
+                  "--set", "floor.agents=[1]", "--set", "floor.events=20", "--set", "floor.warmup=2")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["machine"]["pinned_cpus"] is None and "not pinned" in done.stdout
+    assert result["scenarios"]["floor"]["cpus"] == sorted(os.sched_getaffinity(0))
 
 
 def test_a_scenario_without_its_libraries_is_skipped_with_the_install_hint() -> None:
