@@ -33,7 +33,7 @@ from azure.durable_functions.models.Task import TaskState
 from kernel import namespaces as ns
 from kernel.toolbus import ToolRequest
 from kernel.topology import AGENT_OUTPUTS
-from kernel.workflows import conditions, graph, ids, templates
+from kernel.workflows import conditions, graph, ids, reach, templates
 from kernel.workflows.models import DEFAULT_TIMEOUTS, STEP_KINDS
 
 ORCHESTRATOR = "workflow_run"
@@ -393,7 +393,7 @@ class _Run:
         return envelope
 
     def tool_request(self, call_id: str, tool: str, arguments: Any) -> dict[str, Any]:
-        server, _, name = tool.partition(".")
+        server, name = reach.split_tool(tool, [str(grant.get("server")) for grant in self.doc.get("tools") or []])
         request = ToolRequest(op="call_tool", agent_id=ids.caller(self.address), instance_id=self.id, call_id=call_id,
                               server=server, tool=name, arguments=arguments if isinstance(arguments, dict) else {})
         return {"request": request.model_dump(mode="json", exclude_none=True)}

@@ -9,12 +9,12 @@ runs (a broadcast of namespace A starts a workflow of B only when A routes to it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kernel import namespaces as ns
 
-__all__ = ["refusal"]
+__all__ = ["refusal", "split_tool"]
 
 
 def refusal(namespaces: Mapping[str, Any], source: str, kind: ns.RouteKind, address: str) -> str | None:
@@ -24,3 +24,16 @@ def refusal(namespaces: Mapping[str, Any], source: str, kind: ns.RouteKind, addr
     if ns.routed(namespaces, source, target, kind, bare):
         return None
     return ns.route_refusal(source, target, kind, bare)
+
+
+def split_tool(reference: str, granted: Iterable[str] = ()) -> tuple[str, str]:
+    """A tool step's ``server.tool`` as (server, tool). Tool names may hold dots, so the workflow's
+    grants decide where the server ends: ``default.everything.echo`` is tool ``echo`` of
+    ``default.everything`` when the workflow is granted that server under that name (the longest
+    granted name wins); otherwise the server is the part before the first dot, a server of the
+    workflow's own namespace."""
+    for server in sorted(granted, key=len, reverse=True):
+        if len(reference) > len(server) + 1 and reference.startswith(f"{server}."):
+            return server, reference[len(server) + 1:]
+    server, _, tool = reference.partition(".")
+    return server, tool

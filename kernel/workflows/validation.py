@@ -129,7 +129,7 @@ class _Checker:
                           "waits (and may time out)", severity="warning", code="disabled-agent")
 
     def tool(self, reference: str, path: JsonPath) -> Iterator[Problem]:
-        server_ref, tool = split_tool(reference)
+        server_ref, tool = reach.split_tool(reference, [grant.server for grant in self.workflow.tools])
         address = resolve(self.workflow, server_ref)
         if address not in self.configs.mcp_servers:
             yield self.dangling(path, "MCP server", server_ref, self._servers())
@@ -244,12 +244,6 @@ class _Checker:
                               + (f" (did you mean '{hint[0]}'?)" if hint else ""),
                               expected=f"one of {', '.join(properties) or 'none'}",
                               severity="error" if closed else "warning", code="unknown-input")
-
-
-def split_tool(reference: str) -> tuple[str, str]:
-    """``server.tool`` → (server, tool); the server is one of the workflow's namespace (tool names may hold dots)."""
-    server, _, tool = reference.partition(".")
-    return server, tool
 
 
 def _indexable(data: Any, index: int) -> bool:

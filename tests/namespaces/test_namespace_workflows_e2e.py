@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
 
 from kernel.cli import main as aos
+from kernel.config import load_configs
 from kernel.workflows import ids
 from realm_of_agents.ids import turn_instance_id
 from tests.namespaces.support import clear_of_the_minute_boundary, ledger_agent, namespace_doc
-from tests.realm.platform_support import ok, recent_turns, running, wait_until
+from tests.realm.platform_support import REPO, ok, recent_turns, requires_mcp_servers, running, wait_until
 from tests.workflows.support import finished, start, step_status, steps, write_workflow
 
 
@@ -191,3 +193,42 @@ async def test_aos_send_namespace_broadcasts_in_that_namespace_and_starts_only_r
     assert intake["status"] == "completed" and intake["trigger"]["event_id"] == "close-1"
     assert len(ours) == 1 and theirs == []  # the broadcast stayed in acme
     assert other[0] == 404  # not routed: acme's event does not start default's 'other'
+
+
+def _tool_relay(configs: Path, tool: str, grant: dict[str, Any]) -> Path:
+    """acme's workflow calling ``tool`` under ``grant``, beside the default namespace's 'everything' server."""
+    (configs / "mcp_configs").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "mcp_configs" / "everything.yaml", configs / "mcp_configs" / "everything.yaml")
+    return write_workflow(configs / "acme", {"id": "echoes", "namespace": "acme", "tools": [grant], "steps": [
+        {"id": "say", "tool": tool, "arguments": {"message": "hello from acme"}, "outputs": {"said": "{{ result.text }}"}}]})
+
+
+@requires_mcp_servers
+async def test_a_tool_step_reaches_another_namespaces_server_through_a_route(tmp_path: Path) -> None:
+    configs = tmp_path / "configs"
+    namespace_doc(configs, "acme", routes=[{"to": "default", "tools": ["everything.echo"]}])
+    _tool_relay(configs, "default.everything.echo", {"server": "default.everything", "tools": ["echo"]})
+    assert load_configs([configs]).ok
+    async with running(tmp_path / "state", config_paths=str(configs)) as platform:
+        run_id = await start(platform, "acme.echoes", {})
+        view = await finished(platform, run_id, timeout=90)
+        audit = (await ok(platform, "GET", "audit?chain=" + ids.caller("acme.echoes")))["records"]
+    assert view["status"] == "completed", view
+    assert "hello from acme" in steps(view)["say"]["output"]["said"]
+    [call] = [record for record in audit if record["kind"] == "tool.call"]
+    assert call["data"]["server"] == "default.everything" and call["data"]["tool"] == "echo"
+
+
+def test_a_cross_namespace_tool_step_is_checked_against_the_grant_and_the_route(tmp_path: Path) -> None:
+    ungranted = tmp_path / "ungranted"
+    namespace_doc(ungranted, "acme", routes=[{"to": "default", "tools": ["everything.echo"]}])
+    _tool_relay(ungranted, "default.everything.get-sum", {"server": "default.everything", "tools": ["echo"]})
+    [problem] = load_configs([ungranted]).errors
+    assert problem.path == "$.steps[0].tool"
+    assert "not granted tool 'get-sum' of MCP server 'default.everything'" in problem.message
+
+    unrouted = tmp_path / "unrouted"
+    namespace_doc(unrouted, "acme", routes=[{"to": "default", "agents": ["clerk"]}])
+    _tool_relay(unrouted, "default.everything.echo", {"server": "default.everything", "tools": ["echo"]})
+    problems = [p for p in load_configs([unrouted]).errors if p.path == "$.steps[0].tool"]
+    assert problems and problems[0].message.startswith("cross-namespace reference:"), problems
