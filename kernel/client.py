@@ -79,7 +79,7 @@ class PlatformClient:
     timeout: float = 30.0
     token: str | None = field(default=None, repr=False)
     token_scope: str | None = None
-    _signed_in: tuple[str, float] | None = field(default=None, init=False, repr=False)  # (token, expires_on)
+    _signed_in: "Bearer | None" = field(default=None, init=False, repr=False)
 
     async def request(self, method: str, path: str, body: Any = None) -> Any:
         """The answer's JSON; :class:`ApiError` for a status of 400 or more."""
@@ -116,13 +116,29 @@ class PlatformClient:
         return asyncio.run(self.request(method, path, body))
 
     async def _bearer(self) -> str | None:
-        """The token to send: the one given, else one for ``token_scope`` (kept until shortly before it expires)."""
+        if self._signed_in is None:
+            self._signed_in = Bearer(self.token, self.token_scope)
+        return await self._signed_in.get()
+
+
+@dataclass
+class Bearer:
+    """The Entra ID token a client sends: the one given, else one for ``scope`` from
+    ``DefaultAzureCredential``, kept until a minute before it expires; ``None`` without either."""
+
+    token: str | None = field(default=None, repr=False)
+    scope: str | None = None
+    _signed_in: tuple[str, float] | None = field(default=None, init=False, repr=False)  # (token, expires_on)
+
+    async def get(self) -> str | None:
+        """The token to send now (signing in again when the kept one is about to expire);
+        :class:`SignInFailed` when no token can be had for the scope."""
         if self.token:
             return self.token
-        if not self.token_scope:
+        if not self.scope:
             return None
         if self._signed_in is None or self._signed_in[1] - 60 < time.time():
-            self._signed_in = await _sign_in(self.token_scope)
+            self._signed_in = await _sign_in(self.scope)
         return self._signed_in[0]
 
 

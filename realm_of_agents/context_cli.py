@@ -15,7 +15,10 @@ platform's HTTP API (:class:`HttpBackend`):
 ==========================  ============================================================
 
 The key (``--key``, ``$AOS_MASTER_KEY``, or a local ``aos run``'s run file) goes in the ``x-functions-key`` header and nowhere
-else: HTTP failures become tool errors naming the method, path and status, never the key.
+else: HTTP failures become tool errors naming the method, path and status, never the key. A
+platform with ``AOS_AUTH=entra`` takes an Entra ID token instead (``--token``/``$AOS_TOKEN``, or
+``--auth-scope``/``$AOS_AUTH_SCOPE`` to sign in with ``DefaultAzureCredential``, renewed before it
+expires while the server runs), sent as ``Authorization: Bearer`` and, like the key, never shown.
 Stdout carries the MCP protocol only; diagnostics go to stderr.
 """
 
@@ -33,7 +36,7 @@ import aiohttp
 import click
 
 from kernel import settings
-from kernel.client import key_from_run_file
+from kernel.client import Bearer, SignInFailed, key_from_run_file
 from realm_of_agents.context_server import ContextError, build_context_server, check_agent_id
 
 __all__ = ["HttpBackend", "context_mcp"]
@@ -45,12 +48,14 @@ _DETAIL_CHARS = 300
 class HttpBackend:
     """A ``ContextBackend`` over a running platform's HTTP API (use ``async with`` or ``close``)."""
 
-    def __init__(self, url: str, *, key: str | None = None, timeout_seconds: float = 30.0) -> None:
+    def __init__(self, url: str, *, key: str | None = None, bearer: Bearer | None = None,
+                 timeout_seconds: float = 30.0) -> None:
         self._origin = _origin(url)
         self.url = url.rstrip("/")
         self._headers = {"accept": "application/json"}
         if key:
             self._headers["x-functions-key"] = key
+        self._bearer = bearer
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
 
@@ -104,8 +109,16 @@ class HttpBackend:
                        body: Any = None) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        headers: dict[str, str] = {}
+        if self._bearer is not None:
+            try:
+                token = await self._bearer.get()
+            except SignInFailed as error:
+                raise ContextError(f"{method} {path}: {error}") from None
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
         try:
-            async with self._session.request(method, self.url + path, params=params,
+            async with self._session.request(method, self.url + path, params=params, headers=headers,
                                              json=body if method == "POST" else None) as response:
                 text = await response.text()
                 status, reason = response.status, response.reason
@@ -157,9 +170,9 @@ def _detail(text: str) -> str:
     return ": " + (detail if len(detail) <= _DETAIL_CHARS else detail[: _DETAIL_CHARS - 1] + "…")
 
 
-async def serve_stdio(agent_id: str, url: str, key: str | None) -> None:
+async def serve_stdio(agent_id: str, url: str, key: str | None, bearer: Bearer | None = None) -> None:
     """Serve ``agent_id``'s context server on stdin/stdout until the client closes it."""
-    async with HttpBackend(url, key=key) as backend:
+    async with HttpBackend(url, key=key, bearer=bearer) as backend:
         server = build_context_server(agent_id, backend)
         await server.run_stdio_async()
 
@@ -172,7 +185,14 @@ async def serve_stdio(agent_id: str, url: str, key: str | None) -> None:
               help="Key sent as x-functions-key (default: $AOS_MASTER_KEY, else the local `aos run` run file).")
 @click.option("--state", "state_dir", default=".aos", show_default=True,
               help="State folder of a local `aos run` (where its run file with the key is).")
-def context_mcp(agent: str, url: str | None, key: str | None, state_dir: str) -> None:
+@click.option("--token", envvar="AOS_TOKEN", default=None,
+              help="Entra ID token sent as Authorization: Bearer, for a platform with AOS_AUTH=entra "
+                   "(default: $AOS_TOKEN).")
+@click.option("--auth-scope", envvar="AOS_AUTH_SCOPE", default=None,
+              help="Sign in with DefaultAzureCredential for this scope (api://<app-id>/.default) and keep the "
+                   "token fresh while serving (default: $AOS_AUTH_SCOPE).")
+def context_mcp(agent: str, url: str | None, key: str | None, state_dir: str, token: str | None,
+                auth_scope: str | None) -> None:
     """Serve AGENT's context MCP server (memory, archive, goals) over stdio.
 
     Point an MCP client at this command to let it search the agent's memory, read archived turns,
@@ -185,7 +205,8 @@ def context_mcp(agent: str, url: str | None, key: str | None, state_dir: str) ->
         _origin(backend_url)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    asyncio.run(serve_stdio(agent, backend_url, key or key_from_run_file(backend_url, Path(state_dir))))
+    bearer = Bearer(token, auth_scope) if token or auth_scope else None
+    asyncio.run(serve_stdio(agent, backend_url, key or key_from_run_file(backend_url, Path(state_dir)), bearer))
 
 
 if __name__ == "__main__":

@@ -1,18 +1,23 @@
 """The HTTP API with AOS_AUTH=entra on the engine: tokens signed by a test key, served from a
-loopback JWKS endpoint; every route refuses what the caller's app roles do not allow."""
+loopback JWKS endpoint; every route refuses what the caller's app roles do not allow, and
+`aos context-mcp` serves an agent's context with a token instead of a key."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
 from platform_support import REPO
 
@@ -55,10 +60,36 @@ async def test_routes_enforce_app_roles_from_entra_tokens(tmp_path: Path, identi
             await asyncio.sleep(0.1)
         async with aiohttp.ClientSession() as http:
             results = await _exercise(http, base_url, token)
+        operator = token("AOS.Operator")
+        with_token = await _context_mcp(base_url, {**env, "AOS_TOKEN": operator}, tmp_path)
+        without = await _context_mcp(base_url, env, tmp_path)
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), timeout=30)
     _check(results)
+    goals, fact, stderr = with_token
+    assert not goals.is_error and any(goal["id"] for goal in goals.structured_content["goals"])
+    assert not fact.is_error and fact.structured_content["operation"] == "remember"
+    refused, _, _ = without
+    assert refused.is_error and "GET /api/agents/cfo failed: HTTP 401" in refused.content[0].text
+    assert "no credentials" in refused.content[0].text
+    shown = json.dumps([r.model_dump(mode="json") for r in (goals, fact, refused)]) + stderr + without[2]
+    assert operator not in shown
+
+
+async def _context_mcp(base_url: str, env: dict[str, str], tmp_path: Path) -> tuple[Any, Any, str]:
+    """`aos context-mcp cfo` over real stdio (no key; a token only if ``env`` has AOS_TOKEN): the
+    answers to list_goals and remember_fact, and what it wrote on stderr."""
+    params = StdioServerParameters(command=sys.executable, cwd=str(REPO), env=env, args=[
+        "-m", "realm_of_agents.context_cli", "cfo", "--url", base_url, "--state", str(tmp_path / "no-run-file")])
+    with tempfile.TemporaryFile("w+") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            goals = await session.call_tool("list_goals", {})
+            fact = await session.call_tool("remember_fact", {"fact": "the auditor signs with a token"}) \
+                if not goals.is_error else None
+        errlog.seek(0)
+        return goals, fact, errlog.read()
 
 
 async def _exercise(http: aiohttp.ClientSession, base_url: str, token: Any) -> dict[str, tuple[int, Any]]:
