@@ -70,14 +70,11 @@ def otlp_log_processor(endpoint: str) -> Any:
     return BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"{endpoint}/v1/logs"))
 
 
-def logger_provider(resource: Any, processors: list[Any]) -> Any:
-    """An SDK logger provider for ``resource`` feeding ``processors``."""
+def logger_provider(resource: Any) -> Any:
+    """An SDK logger provider for ``resource`` (its processors are added by the caller)."""
     from opentelemetry.sdk._logs import LoggerProvider
 
-    provider = LoggerProvider(resource=resource)
-    for processor in processors:
-        provider.add_log_record_processor(processor)
-    return provider
+    return LoggerProvider(resource=resource)
 
 
 def attach(provider: Any) -> RedactingLoggingHandler:

@@ -150,7 +150,7 @@ def build(config: TelemetryConfig, *, span_processors: Sequence[Any] = (), metri
         return Telemetry(config, tracer_provider, meter_provider, pinned=pinned, note=note)
     from kernel.telemetry.log_export import logger_provider as new_logger_provider
 
-    logger_provider = new_logger_provider(resource, [])
+    logger_provider = new_logger_provider(resource)
     return Telemetry(config, tracer_provider, meter_provider, logger_provider=logger_provider,
                      log_handler=_export_logs(logger_provider, log_processors), pinned=pinned, note=note)
 

@@ -333,6 +333,7 @@ class _Run:
             record["attempts"] = attempt
             outcome = yield from self._compensate_once(step_id, spec, record, attempt)
             record["history"].append({key: outcome.get(key) for key in ("id", "started", "finished", "status", "error")})
+            record.pop("output", None)  # an earlier attempt's answer is not this one's
             record.update({key: value for key, value in outcome.items() if key not in ("id", "started", "final")})
             if outcome["status"] == "completed":
                 step["status"] = "compensated"
