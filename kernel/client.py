@@ -79,7 +79,10 @@ class PlatformClient:
     timeout: float = 30.0
     token: str | None = field(default=None, repr=False)
     token_scope: str | None = None
-    _signed_in: "Bearer | None" = field(default=None, init=False, repr=False)
+    _bearer_source: "Bearer" = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._bearer_source = Bearer(self.token, self.token_scope)
 
     async def request(self, method: str, path: str, body: Any = None) -> Any:
         """The answer's JSON; :class:`ApiError` for a status of 400 or more."""
@@ -116,9 +119,7 @@ class PlatformClient:
         return asyncio.run(self.request(method, path, body))
 
     async def _bearer(self) -> str | None:
-        if self._signed_in is None:
-            self._signed_in = Bearer(self.token, self.token_scope)
-        return await self._signed_in.get()
+        return await self._bearer_source.get()
 
 
 @dataclass

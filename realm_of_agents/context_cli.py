@@ -205,8 +205,8 @@ def context_mcp(agent: str, url: str | None, key: str | None, state_dir: str, to
         _origin(backend_url)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    bearer = Bearer(token, auth_scope) if token or auth_scope else None
-    asyncio.run(serve_stdio(agent, backend_url, key or key_from_run_file(backend_url, Path(state_dir)), bearer))
+    asyncio.run(serve_stdio(agent, backend_url, key or key_from_run_file(backend_url, Path(state_dir)),
+                            Bearer(token, auth_scope)))
 
 
 if __name__ == "__main__":
