@@ -160,6 +160,10 @@ def table(result: dict[str, Any]) -> list[dict[str, Any]]:
             _row(rows, "sleeping", "declared, new process: start s / one agent's turn p50 ms",
                  f"{_text(result, 'sleeping', 'restarted.start_seconds')} / "
                  f"{_text(result, 'sleeping', 'restarted.turn_p50_ms')}")
+            if _median(result, "sleeping", "restarted.config_reload_ms") is not None:
+                _row(rows, "sleeping", "one config file edited: reload ms / a full load of the folder ms",
+                     f"{_text(result, 'sleeping', 'restarted.config_reload_ms')} / "
+                     f"{_text(result, 'sleeping', 'restarted.config_full_load_ms')}")
     imports = scenarios.get("import", {})
     if imports.get("status") == "ok":
         for role in imports["params"]["roles"]:

@@ -65,6 +65,8 @@ def sleeping(params: dict[str, Any], repeat: int, state_dir: Path) -> dict[str, 
                     "restarted.rss_per_agent_bytes": again["rss_per_agent_bytes"],
                     "restarted.start_seconds": again["start_seconds"],
                     "restarted.turn_p50_ms": again["turn_send_to_done_ms"]["p50"],
+                    "restarted.config_reload_ms": again["config_reload_ms"]["p50"],
+                    "restarted.config_full_load_ms": again["config_full_load_ms"]["p50"],
                 })
                 details["restarted"] = {"rss_mib": again["rss_mib"]}
     return {"runs": runs, "details": details}

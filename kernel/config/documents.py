@@ -53,6 +53,10 @@ class Documents(MutableMapping[str, M], Generic[M]):
         """Hold ``stored`` (from :func:`stored_form`) under ``key``."""
         self._stored[key] = stored
 
+    def stored(self, key: str) -> bytes | M:
+        """The entry for ``key`` as it is held (for :meth:`put_stored` of another set)."""
+        return self._stored[key]
+
     def adopt(self, key: str, other: Documents[M]) -> None:
         """Take ``other``'s entry for ``key`` as it is stored (no rebuild)."""
         self._stored[key] = other._stored[key]

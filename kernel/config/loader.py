@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from pydantic import ValidationError
 
@@ -128,6 +128,7 @@ class _Loaded:
     namespace: str
     version: str
     stored: Any
+    lent: bool = False  # taken from the previous load, unchanged (``Unchanged``)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -158,21 +159,61 @@ def _kept(item: _Loaded, result: ConfigSet) -> bool:
     return source is not None and source.file == item.file
 
 
-def load_configs(paths: Iterable[str | Path]) -> ConfigSet:
-    """Load every config file under ``paths`` (files or folders)."""
+@dataclass(frozen=True)
+class Unchanged:
+    """What the previous load can lend the next: the documents of files that loaded cleanly then
+    and have not changed since (``files``: each such file's stamp, see :func:`file_stamp`; ``now``:
+    the stamps of the files as they are now). A file in neither, or whose stamps differ, is read
+    and validated again; the checks between documents always run over all of them."""
+
+    previous: ConfigSet
+    files: Mapping[str, int]
+    now: Mapping[str, int]
+
+    def lender(self) -> dict[str, tuple[str, str]]:
+        """``file -> (kind, address)`` of the previous set's documents (built once per load)."""
+        return {source.file: key for key, source in self.previous.sources.items() if source.file in self.files}
+
+
+def file_stamp(stat: os.stat_result) -> int:
+    """A file's modification time and size as one signed 64-bit number, never 0 (0 means "no
+    stamp"): a change to either changes it, but for a 64-bit hash collision."""
+    return hash((stat.st_mtime_ns, stat.st_size)) or 1
+
+
+def load_configs(paths: Iterable[str | Path], *, unchanged: Unchanged | None = None) -> ConfigSet:
+    """Load every config file under ``paths`` (files or folders); with ``unchanged``, a file whose
+    stamp is the one it cleanly loaded with last time is taken from the previous set, not read."""
     result = ConfigSet()
     loaded: list[_Loaded] = []
+    lender = unchanged.lender() if unchanged is not None else {}
     for file in discover_files(paths, result.problems):
         result.files.append(file)
-        document = load_file(file, result.problems)
+        document = _lent(file, lender, unchanged) if lender else None
+        if document is None:
+            document = load_file(file, result.problems)
         if document is not None:
             loaded.append(document)
+    lender.clear()
     _collect(loaded, result)
     _check_namespaces(loaded, result)
-    _check_references_between(loaded, result)
+    same_world = unchanged is not None and _same_references(unchanged.previous, result)
+    _check_references_between(loaded, result, trust_lent=same_world)
     _check_policies(loaded, result)
     _check_workflows(loaded, result)
     return result
+
+
+def _lent(file: str, lender: dict[str, tuple[str, str]], unchanged: Unchanged) -> _Loaded | None:
+    """``file``'s document from the previous set when the file is as it was then, else None."""
+    key = lender.get(file)
+    stamp = unchanged.now.get(file)
+    if key is None or stamp is None or unchanged.files.get(file) != stamp:
+        return None
+    kind, address = key
+    namespace = ns.DEFAULT if kind in SHARED_KINDS or kind == "namespace" else ns.namespace_of(address)
+    return _Loaded(kind, file, address, namespace, unchanged.previous.sources[key].version,
+                   unchanged.previous.by_kind(kind).stored(address), lent=True)
 
 
 def discover_files(paths: Iterable[str | Path], problems: list[Problem]) -> list[str]:
@@ -444,12 +485,27 @@ def _check_namespaces(loaded: list[_Loaded], result: ConfigSet) -> None:
                 severity="warning", code="quota-agents"))
 
 
-def _check_references_between(loaded: list[_Loaded], result: ConfigSet) -> None:
+#: The kinds an agent's references name (``_agent_reference_problems`` reads nothing else).
+_REFERENCED_KINDS = ("adapter", "inference_endpoint", "mcp_server", "namespace")
+
+
+def _same_references(previous: ConfigSet, result: ConfigSet) -> bool:
+    """Whether every document an agent may reference is the same, at the same version, as in
+    ``previous``: then an unchanged agent that had no problem there has none here either."""
+    def referenced(configs: ConfigSet) -> dict[tuple[str, str], str]:
+        return {key: source.version for key, source in configs.sources.items() if key[0] in _REFERENCED_KINDS}
+
+    return referenced(previous) == referenced(result)
+
+
+def _check_references_between(loaded: list[_Loaded], result: ConfigSet, *, trust_lent: bool = False) -> None:
     """Agents may only name adapters, endpoints, servers and tools that exist (in their namespace, or
-    in another one a route grants); drop those that don't."""
+    in another one a route grants); drop those that don't. With ``trust_lent`` (nothing they can
+    reference changed), an agent lent unchanged by the previous load, where it had no problem, is
+    not checked again: rebuilding ten thousand documents is most of a reload's time."""
     for item in loaded:
-        if item.kind != "agent" or not _kept(item, result):
-            continue  # another kind, a duplicate or in an unknown namespace (already reported)
+        if item.kind != "agent" or not _kept(item, result) or (trust_lent and item.lent):
+            continue  # another kind, a duplicate or in an unknown namespace (already reported); or trusted
         agent, address = item.document, item.address
         problems = list(_agent_reference_problems(agent, item, result))
         result.problems.extend(problems)

@@ -12,10 +12,11 @@ import functools
 import hashlib
 import os
 import time
+from array import array
 from pathlib import Path
 from typing import Sequence
 
-from kernel.config.loader import ConfigSet, discover_files, load_configs
+from kernel.config.loader import ConfigSet, Unchanged, discover_files, file_stamp, load_configs
 
 
 class ConfigStore:
@@ -30,38 +31,59 @@ class ConfigStore:
         self._checked_at = float("-inf")
         self._fingerprint: str | None = None
         self._current: ConfigSet | None = None
+        #: the stamp of each of the current set's files that loaded cleanly (0: not clean), in the
+        #: order of its ``files``: a reload reads only the others. 8 bytes a file, not a dict entry.
+        self._clean = array("q")
 
     def current(self, *, refresh: bool = False) -> ConfigSet:
         """The loaded configs, reloaded if any file was added, removed or changed (looked at
-        most every ``recheck_seconds``, or now with ``refresh``)."""
+        most every ``recheck_seconds``, or now with ``refresh``). A reload reads and validates only
+        the files that changed (one edit among 10,000 agent files: a fraction of a full load)."""
         now = time.monotonic()
         if self._current is not None and not refresh and now - self._checked_at < self._trusted_for:
             return self._current
-        fingerprint = self._fingerprint_now()
+        fingerprint, stamps = self._look()
         self._checked_at = time.monotonic()
         if self._recheck_seconds > 0:  # 0: look every time (tests, tools)
             self._trusted_for = max(self._recheck_seconds, 20 * (self._checked_at - now))
         if self._current is None or fingerprint != self._fingerprint:
-            loaded = load_configs(self._paths)
-            if self._current is not None:
-                _keep_last_good(loaded, self._current)
+            previous = self._current
+            unchanged = None
+            if previous is not None:
+                clean = {file: stamp for file, stamp in zip(previous.files, self._clean, strict=True) if stamp}
+                unchanged = Unchanged(previous, clean, stamps)
+            loaded = load_configs(self._paths, unchanged=unchanged)
+            if previous is not None:
+                _keep_last_good(loaded, previous)
             self._current = loaded
             self._fingerprint = fingerprint
+            self._clean = _clean_files(loaded, stamps)
         return self._current
 
     def fingerprint(self) -> str:
         """A digest of the config files' names, modification times and sizes now: equal means unchanged."""
-        return self._fingerprint_now()
+        return self._look()[0]
 
-    def _fingerprint_now(self) -> str:
+    def _look(self) -> tuple[str, dict[str, int]]:
+        """The fingerprint of the files now, and each file's stamp."""
         digest = hashlib.blake2b(digest_size=16)
+        stamps: dict[str, int] = {}
         for file in discover_files(self._paths, []):
             try:
                 stat = os.stat(file)
             except OSError:
                 continue
+            stamps[file] = file_stamp(stat)
             digest.update(f"{file}\0{stat.st_mtime_ns}\0{stat.st_size}\n".encode())
-        return digest.hexdigest()
+        return digest.hexdigest(), stamps
+
+
+def _clean_files(loaded: ConfigSet, stamps: dict[str, int]) -> array:
+    """For each of ``loaded.files``, its stamp if the set holds its document and it has no problem
+    (a file a reload may take as it is), else 0."""
+    troubled = {problem.file for problem in loaded.problems}
+    held = {source.file for source in loaded.sources.values()}
+    return array("q", (stamps.get(file, 0) if file in held and file not in troubled else 0 for file in loaded.files))
 
 
 def _keep_last_good(loaded: ConfigSet, previous: ConfigSet) -> None:
