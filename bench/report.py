@@ -164,6 +164,8 @@ def table(result: dict[str, Any]) -> list[dict[str, Any]]:
                 _row(rows, "sleeping", "one config file edited: reload ms / a full load of the folder ms",
                      f"{_text(result, 'sleeping', 'restarted.config_reload_ms')} / "
                      f"{_text(result, 'sleeping', 'restarted.config_full_load_ms')}")
+                _row(rows, "sleeping", "one config file edited: reload, bus rules and sync ms (the watcher's work)",
+                     _text(result, "sleeping", "restarted.config_edit_applied_ms"))
     imports = scenarios.get("import", {})
     if imports.get("status") == "ok":
         for role in imports["params"]["roles"]:

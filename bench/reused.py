@@ -67,6 +67,7 @@ def sleeping(params: dict[str, Any], repeat: int, state_dir: Path) -> dict[str, 
                     "restarted.turn_p50_ms": again["turn_send_to_done_ms"]["p50"],
                     "restarted.config_reload_ms": again["config_reload_ms"]["p50"],
                     "restarted.config_full_load_ms": again["config_full_load_ms"]["p50"],
+                    "restarted.config_edit_applied_ms": again["config_edit_applied_ms"]["p50"],
                 })
                 details["restarted"] = {"rss_mib": again["rss_mib"]}
     return {"runs": runs, "details": details}

@@ -73,8 +73,8 @@ class Platform:
         self.telemetry = telemetry.current().describe() if telemetry.current() else "off"
         default_store.cache_clear()
         self._store = default_store()
-        self._fingerprint = self._store.fingerprint()
-        topology, _ = build_topology(self._store.current())
+        self._seen = self._store.current()  # the configs the topology and the agents were set up from
+        topology, _ = build_topology(self._seen)
         self.host = EmbeddedHost(APP, state_path=self.state_dir / "engine.sqlite", settings=dict(settings.environment()),
                                  topology=topology, port=self.port, bind=self.bind, clock=self._clock)
         from realm_of_agents import registration
@@ -155,15 +155,15 @@ class Platform:
         except json.JSONDecodeError:
             return result.status, text
 
-    async def sync(self, *, locked: bool = False) -> dict[str, Any]:
+    async def sync(self, *, locked: bool = False, refresh: bool = True) -> dict[str, Any]:
         """Register agents from the current configs, as ``POST /api/agents/sync`` does (called in
         process, so it needs no credential whatever AOS_AUTH says). ``locked``: the caller holds
-        ``registration.sync_lock()``."""
+        ``registration.sync_lock()``; ``refresh``: look at the files now (the watcher just did)."""
         from realm_of_agents import registration
         from realm_of_agents.services import services
 
         realm = services()
-        report = await registration.sync(self.host.client, await realm.current_configs(refresh=True),
+        report = await registration.sync(self.host.client, await realm.current_configs(refresh=refresh),
                                          realm.adapters.tables, locked=locked)
         return report.to_dict()
 
@@ -196,16 +196,19 @@ class Platform:
 
     async def _watch(self) -> None:
         """Poll the config folders; on a change, redeclare the topology and sync the agents and the
-        workflow schedules (so a dropped scheduled workflow starts now, not at the five-minute timer)."""
+        workflow schedules (so a dropped scheduled workflow starts now, not at the five-minute timer).
+        The store decides when the files are looked at again (every two seconds, less often for a
+        folder so large that looking takes long), so polling it costs nothing in between, and the
+        look is shared with every other reader of the configs."""
         while True:
             await asyncio.sleep(self.watch_interval)
             try:
-                fingerprint = self._store.fingerprint()
-                if fingerprint == self._fingerprint:
+                configs = self._store.current()
+                if configs is self._seen:
                     continue
-                self._fingerprint = fingerprint
-                self.redeclare_topology()
-                report = await self.sync()
+                self._seen = configs
+                self.redeclare_topology(configs)
+                report = await self.sync(refresh=False)
                 schedules = await self.sync_workflows()
                 log.info("configs changed: %s; workflow schedules started: %s", report, schedules or "none")
             except asyncio.CancelledError:
@@ -213,10 +216,11 @@ class Platform:
             except Exception:  # a sync failure is logged and retried at the next change or tick
                 log.exception("config watcher: sync failed")
 
-    def redeclare_topology(self) -> None:
+    def redeclare_topology(self, configs: Any = None) -> None:
+        """Declare the bus topology ``configs`` imply (by default the configs on disk now)."""
         from kernel.engine.topology import declare
 
-        topology, problems = build_topology(self._store.current(refresh=True))
+        topology, problems = build_topology(configs if configs is not None else self._store.current(refresh=True))
         for problem in problems:
             log.warning("topology: %s", problem.message)
         with self.host.store.transaction():

@@ -41,7 +41,7 @@ def _rule(raw: Mapping[str, Any], where: str) -> SqlRule | CorrelationRule:
     if not name:
         raise TopologyError(f"{where}: every rule needs a name")
     if "sql" in raw:
-        return SqlRule(str(name), str(raw["sql"]))
+        return SqlRule.unchecked(str(name), str(raw["sql"]))  # checked by the bus if new
     correlation = raw.get("correlation")
     if isinstance(correlation, Mapping):
         fields = {k: correlation.get(k) for k in ("correlation_id", "message_id", "to", "reply_to", "subject",
@@ -51,12 +51,17 @@ def _rule(raw: Mapping[str, Any], where: str) -> SqlRule | CorrelationRule:
 
 
 def declare(bus: EmbeddedBus, index: AppIndex, topology: Mapping[str, Any] | None) -> None:
-    """Declare implicit entities from the app's triggers, then the topology's."""
+    """Declare implicit entities from the app's triggers, then the topology's. An entity the
+    topology declares is declared once, as the topology says: declaring a subscription first with
+    the implicit rule and then with its own would index its rules again at every declaration (ten
+    thousand agents' rules, twice, at every start and every config change)."""
+    declared = _declared_by(topology)
     for spec in index.by_trigger("serviceBusTrigger"):
         trigger = spec.trigger
         if trigger.get("queueName"):
-            bus.declare_queue(str(trigger["queueName"]))
-        else:
+            if ("queue", str(trigger["queueName"]).lower()) not in declared:
+                bus.declare_queue(str(trigger["queueName"]))
+        elif ("subscription", f"{trigger['topicName']}/{trigger['subscriptionName']}".lower()) not in declared:
             bus.declare_subscription(str(trigger["topicName"]), str(trigger["subscriptionName"]))
     if not topology:
         return
@@ -71,3 +76,15 @@ def declare(bus: EmbeddedBus, index: AppIndex, topology: Mapping[str, Any] | Non
             bus.declare_subscription(str(topic["name"]), str(sub["name"]), rules=rules or None,
                                      max_delivery_count=int(sub.get("max_delivery_count", 10)),
                                      lock_duration=timedelta(seconds=float(sub.get("lock_duration_seconds", 60))))
+
+
+def _declared_by(topology: Mapping[str, Any] | None) -> set[tuple[str, str]]:
+    """``("queue", name)`` and ``("subscription", "topic/name")`` of what ``topology`` declares
+    (lowercase: entity names are case-insensitive)."""
+    if not topology:
+        return set()
+    found = {("queue", str(queue.get("name", "")).lower()) for queue in topology.get("queues", []) or []}
+    for topic in topology.get("topics", []) or []:
+        for sub in topic.get("subscriptions", []) or []:
+            found.add(("subscription", f"{topic.get('name', '')}/{sub.get('name', '')}".lower()))
+    return found
