@@ -60,10 +60,6 @@ class ConfigStore:
             self._clean = _clean_files(loaded, stamps)
         return self._current
 
-    def fingerprint(self) -> str:
-        """A digest of the config files' names, modification times and sizes now: equal means unchanged."""
-        return self._look()[0]
-
     def _look(self) -> tuple[str, dict[str, int]]:
         """The fingerprint of the files now, and each file's stamp."""
         digest = hashlib.blake2b(digest_size=16)
