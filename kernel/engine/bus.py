@@ -357,13 +357,14 @@ class EmbeddedBus:
             path = f"{parent.path}/Subscriptions/{name}"
             indexed = self._query("SELECT 1 FROM bus_entities WHERE key = ? AND rules_tag = ? AND routing IS NOT NULL",
                                   (key, tag))
-            if not indexed:  # new rules (held ones were checked when they were declared)
+            self._upsert(_Entity(key, path, "subscription", parent.key, *settings, dead_letter_on_expiration, tag),
+                         rules_text)
+            # New rules are checked (a bad one rolls the savepoint back) and indexed; the same rules
+            # declared again (every start) were checked when first declared and keep their index.
+            if not indexed:
                 for rule in chosen:
                     if isinstance(rule, SqlRule):
                         rule.check()
-            self._upsert(_Entity(key, path, "subscription", parent.key, *settings, dead_letter_on_expiration, tag),
-                         rules_text)
-            if not indexed:  # the same rules declared again (every start) keep their index
                 self._conn.execute("UPDATE bus_entities SET routing = ? WHERE key = ?",
                                    (bus_rules.index(self._conn, key, chosen), key))
 
