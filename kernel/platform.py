@@ -203,11 +203,12 @@ class Platform:
         while True:
             await asyncio.sleep(self.watch_interval)
             try:
-                configs = self._store.current()
+                configs = await self._store.fresh()
                 if configs is self._seen:
                     continue
                 self._seen = configs
-                self.redeclare_topology(configs)
+                # built on a worker thread: at 10,000 agents building takes about 0.2 s of CPU
+                self._declare(*await asyncio.to_thread(build_topology, configs))
                 report = await self.sync(refresh=False)
                 schedules = await self.sync_workflows()
                 log.info("configs changed: %s; workflow schedules started: %s", report, schedules or "none")
@@ -218,9 +219,12 @@ class Platform:
 
     def redeclare_topology(self, configs: Any = None) -> None:
         """Declare the bus topology ``configs`` imply (by default the configs on disk now)."""
+        self._declare(*build_topology(configs if configs is not None else self._store.current(refresh=True)))
+
+    def _declare(self, topology: dict[str, Any], problems: list[Any]) -> None:
+        """Declare ``topology`` on the embedded bus (``problems``: what building it found)."""
         from kernel.engine.topology import declare
 
-        topology, problems = build_topology(configs if configs is not None else self._store.current(refresh=True))
         for problem in problems:
             log.warning("topology: %s", problem.message)
         with self.host.store.transaction():

@@ -48,7 +48,9 @@ class RealmServices:
         (at most every 30 s unless ``refresh``)."""
         if self._mirror is not None:
             await self._mirror.refresh(force=refresh)
-        return self.configs.current(refresh=refresh)
+        if refresh:  # looked at on the config store's thread: the loop goes on meanwhile
+            return await self.configs.fresh(refresh=True)
+        return self.configs.current()
 
     def agent(self, agent_id: str) -> AgentConfig | None:
         return self.configs.current().agents.get(agent_id)
