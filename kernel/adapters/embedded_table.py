@@ -69,12 +69,17 @@ def _is_busy(error: sqlite3.OperationalError) -> bool:
     return getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(error)
 
 
-#: How a datetime property is stored: fixed-width UTC text, which sorts as the instants do.
-_DATETIME_TEXT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
 def _datetime_text(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime(_DATETIME_TEXT)
+    """How a datetime property is stored: fixed-width UTC text, which sorts as the instants do
+    (``2026-11-22T09:01:02.345678Z``: six fractional digits always, and a four-digit year, which
+    ``strftime`` left unpadded before the year 1000)."""
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _parse_datetime(text: str) -> datetime:
+    """The inverse of ``_datetime_text``: ``fromisoformat`` reads it about ten times as fast as
+    ``strptime`` (a scan of ten thousand rows with a timestamp each felt it)."""
+    return datetime.fromisoformat(text)
 
 
 def _new_etag() -> str:
@@ -105,7 +110,7 @@ def _decode(pk: str, rk: str, etag: str, properties: str) -> dict[str, Any]:
     entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": rk}
     for name, (kind, value) in json.loads(properties).items():
         if kind == "d":
-            value = datetime.strptime(value, _DATETIME_TEXT).replace(tzinfo=timezone.utc)
+            value = _parse_datetime(value)
         elif kind == "x":
             value = base64.b64decode(value)
         elif kind == "f":
