@@ -503,7 +503,9 @@ async def _config_reload(platform: Any, folder: Path, agent_id: str, edits: int 
     takes to give the new configs (it reads only the changed file), against a full load of the
     folder (what every reload cost before session 19), in the same process; then the rest of what
     the local platform's watcher does on a change (redeclare the bus rules, sync the agents), all
-    of it on the event loop."""
+    of it on the event loop. Then the watcher's own step applies further edits, with the look,
+    the reload and the topology's build on worker threads: the event loop's longest pause then,
+    against the whole work above, is what a turn running beside an edit waits (round 16)."""
     from kernel.config.loader import load_configs
     from kernel.config.store import default_store
 
@@ -527,8 +529,43 @@ async def _config_reload(platform: Any, folder: Path, agent_id: str, edits: int 
             raise RuntimeError("a full load of the folder does not match the reload")
         del full
         await platform.wait_idle(60)
+    watched, stalls = [], []
+    for n in range(edits):  # as the watcher applies an edit: the look and the build on worker threads
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(json.dumps({**agent_config(agent_id, own_events=True), "display_name": f"Watched {n}"}))
+        async with _loop_stalls() as longest:
+            started = time.perf_counter()
+            report = await platform.apply_config_changes(refresh=True)
+            watched.append((time.perf_counter() - started) * 1000)
+        stalls.append(longest[0])
+        if report is None or len(report["configured"]) != 1:
+            raise RuntimeError(f"the watcher's step did not apply edit {n} of {agent_id}: {report}")
+        await platform.wait_idle(60)
     return {"config_reload_ms": _spread(reloads), "config_full_load_ms": _spread(full_loads),
-            "config_edit_applied_ms": _spread(applied)}
+            "config_edit_applied_ms": _spread(applied), "config_watcher_ms": _spread(watched),
+            "config_watcher_loop_stall_ms": _spread(stalls)}
+
+
+@contextlib.asynccontextmanager
+async def _loop_stalls(step: float = 0.002) -> Any:
+    """The event loop's longest pause while the block runs, in ms (``longest[0]`` after it): a task
+    that sleeps ``step`` and measures how late it wakes, which is how long a turn would have waited."""
+    loop = asyncio.get_running_loop()
+    longest = [0.0]
+
+    async def probe() -> None:
+        while True:
+            before = loop.time()
+            await asyncio.sleep(step)
+            longest[0] = max(longest[0], (loop.time() - before - step) * 1000)
+
+    task = asyncio.create_task(probe())
+    await asyncio.sleep(0)
+    try:
+        yield longest
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _configure_directly(host: Any, ids: list[str], concurrency: int, started: float) -> None:
@@ -678,7 +715,9 @@ def summary(result: dict[str, Any]) -> str:
                          f"{again['turn_send_to_done_ms']['p50']} ms; one config file edited: reload "
                          f"{again['config_reload_ms']['p50']} ms, a full load of the folder "
                          f"{again['config_full_load_ms']['p50']} ms; reload, rules and sync "
-                         f"{again['config_edit_applied_ms']['p50']} ms")
+                         f"{again['config_edit_applied_ms']['p50']} ms; as the watcher applies it "
+                         f"{again['config_watcher_ms']['p50']} ms, the event loop's longest pause "
+                         f"{again['config_watcher_loop_stall_ms']['p50']} ms")
     return "\n".join(lines)
 
 

@@ -166,6 +166,10 @@ def table(result: dict[str, Any]) -> list[dict[str, Any]]:
                      f"{_text(result, 'sleeping', 'restarted.config_full_load_ms')}")
                 _row(rows, "sleeping", "one config file edited: reload, bus rules and sync ms (the watcher's work)",
                      _text(result, "sleeping", "restarted.config_edit_applied_ms"))
+            if _median(result, "sleeping", "restarted.config_watcher_loop_stall_ms") is not None:
+                _row(rows, "sleeping", "one config file edited, applied by the watcher: ms / the event loop's longest pause ms",
+                     f"{_text(result, 'sleeping', 'restarted.config_watcher_ms')} / "
+                     f"{_text(result, 'sleeping', 'restarted.config_watcher_loop_stall_ms')}")
     imports = scenarios.get("import", {})
     if imports.get("status") == "ok":
         for role in imports["params"]["roles"]:

@@ -68,6 +68,8 @@ def sleeping(params: dict[str, Any], repeat: int, state_dir: Path) -> dict[str, 
                     "restarted.config_reload_ms": again["config_reload_ms"]["p50"],
                     "restarted.config_full_load_ms": again["config_full_load_ms"]["p50"],
                     "restarted.config_edit_applied_ms": again["config_edit_applied_ms"]["p50"],
+                    "restarted.config_watcher_ms": again["config_watcher_ms"]["p50"],
+                    "restarted.config_watcher_loop_stall_ms": again["config_watcher_loop_stall_ms"]["p50"],
                 })
                 details["restarted"] = {"rss_mib": again["rss_mib"]}
     return {"runs": runs, "details": details}

@@ -20,7 +20,7 @@ from typing import Any
 
 from kernel import settings, telemetry
 from kernel.adapters import embedded_sender
-from kernel.config.store import default_store
+from kernel.config.store import default_store, on_config_thread
 from kernel.instances import FINISHED
 from kernel.topology import build_topology
 
@@ -195,27 +195,34 @@ class Platform:
         await self.host.wait_idle(timeout)
 
     async def _watch(self) -> None:
-        """Poll the config folders; on a change, redeclare the topology and sync the agents and the
-        workflow schedules (so a dropped scheduled workflow starts now, not at the five-minute timer).
-        The store decides when the files are looked at again (every two seconds, less often for a
-        folder so large that looking takes long), so polling it costs nothing in between, and the
-        look is shared with every other reader of the configs."""
+        """Poll the config folders and apply what changed (``apply_config_changes``). The store
+        decides when the files are looked at again (every two seconds, less often for a folder so
+        large that looking takes long), so polling it costs nothing in between, and the look is
+        shared with every other reader of the configs."""
         while True:
             await asyncio.sleep(self.watch_interval)
             try:
-                configs = await self._store.fresh()
-                if configs is self._seen:
-                    continue
-                self._seen = configs
-                # built on a worker thread: at 10,000 agents building takes about 0.2 s of CPU
-                self._declare(*await asyncio.to_thread(build_topology, configs))
-                report = await self.sync(refresh=False)
-                schedules = await self.sync_workflows()
-                log.info("configs changed: %s; workflow schedules started: %s", report, schedules or "none")
+                await self.apply_config_changes()
             except asyncio.CancelledError:
                 raise
             except Exception:  # a sync failure is logged and retried at the next change or tick
                 log.exception("config watcher: sync failed")
+
+    async def apply_config_changes(self, *, refresh: bool = False) -> dict[str, Any] | None:
+        """When the configs changed since last applied (looked at now with ``refresh``): redeclare
+        the bus topology, sync the agents and the workflow schedules (so a dropped scheduled
+        workflow starts now, not at the five-minute timer); returns the sync's report, or None
+        when nothing changed. The look and the topology's build run on worker threads (at 10,000
+        agents they take a few hundred milliseconds of CPU), so turns go on meanwhile."""
+        configs = await self._store.fresh(refresh=refresh)
+        if configs is self._seen:
+            return None
+        self._seen = configs
+        self._declare(*await on_config_thread(build_topology, configs))
+        report = await self.sync(refresh=False)
+        schedules = await self.sync_workflows()
+        log.info("configs changed: %s; workflow schedules started: %s", report, schedules or "none")
+        return report
 
     def redeclare_topology(self, configs: Any = None) -> None:
         """Declare the bus topology ``configs`` imply (by default the configs on disk now)."""

@@ -307,6 +307,28 @@ async def test_a_sync_pages_through_the_registry_and_writes_only_what_changed(tm
         assert (await agent(platform, "scout"))["status"] == "sleeping"
 
 
+async def test_the_watchers_step_applies_a_change_once_and_declares_its_rule(tmp_path: Path) -> None:
+    """``apply_config_changes`` is what the watcher runs (the look and the topology's build on
+    worker threads): a new agent is registered and its bus rule declared; nothing changed, nothing done."""
+    configs = tmp_path / "agent_configs"
+    shutil.copytree(REPO / "agent_configs", configs)
+    paths = f"{configs},{REPO / 'mcp_configs'}"
+    async with running(tmp_path / "state", config_paths=paths, watch_interval=3600) as platform:
+        def realm_rules() -> list[str]:
+            subscriptions = platform.host.bus.entities()["topics"]["agent-events"]["subscriptions"]
+            return [rule.name for rule in subscriptions["realm"]["rules"]]
+
+        assert await platform.apply_config_changes(refresh=True) is None
+        assert "agent-scout" not in realm_rules()
+        (configs / "scout.yaml").write_text((configs / "ceo.yaml").read_text().replace("id: ceo", "id: scout", 1))
+        report = await platform.apply_config_changes(refresh=True)
+        assert report is not None and report["configured"] == ["scout"]
+        assert "agent-scout" in realm_rules()
+        assert await platform.apply_config_changes(refresh=True) is None
+        await settle(platform)
+        assert (await agent(platform, "scout"))["status"] == "sleeping"
+
+
 async def test_a_sync_lets_the_engine_run_each_configure_command_as_it_is_queued(tmp_path: Path, monkeypatch) -> None:
     """The sync gives the event loop a turn every YIELD_EVERY agents: an in-process engine runs
     the configure commands as they come instead of finding them all queued at the end."""
