@@ -27,7 +27,7 @@ def test_a_reader_past_the_trust_gets_the_loaded_set_at_once_and_the_edit_once_l
     store = ConfigStore([tmp_path], recheck_seconds=0.05)
     first = store.current()
     _write(tmp_path, "Head clerk")
-    time.sleep(0.1)
+    time.sleep(0.5)  # past the trust (at least 0.05 s, or 20 times a look)
 
     assert store.current() is first  # the look runs behind; this reader did not wait for it
     deadline = time.monotonic() + 10
@@ -41,7 +41,7 @@ async def test_fresh_waits_for_the_look_while_the_event_loop_goes_on(tmp_path: P
     store = ConfigStore([tmp_path], recheck_seconds=0.05)
     store.current()
     _write(tmp_path, "Head clerk")
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)  # past the trust
     ticks = 0
 
     async def ticker() -> None:
