@@ -8,6 +8,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from kernel import outputs, runtime, tool_responses
+from kernel.config.drop import current_configs
 from kernel.config.store import default_store
 from kernel.deadletters import DeadLetterStore
 from kernel.governance import api as audit_api
@@ -25,9 +26,10 @@ def _json(body: object, status: int = 200) -> func.HttpResponse:
 
 @bp.route(route="configs/problems", methods=["GET"])
 @requires("reader")
-def config_problems(req: func.HttpRequest) -> func.HttpResponse:
-    """Every problem in the deployed configs, as `aos validate --format json` reports them."""
-    configs = default_store().current()
+async def config_problems(req: func.HttpRequest) -> func.HttpResponse:
+    """Every problem in the deployed configs (and those dropped into AOS_CONFIG_CONTAINER), as
+    `aos validate --format json` reports them."""
+    configs = await current_configs()
     return _json({"problems": [problem.to_dict() for problem in configs.problems]})
 
 
@@ -38,6 +40,7 @@ async def route_agent_outputs(messages: list[func.ServiceBusMessage], workflows:
     """Forward events agents send each other to the events topic; replies stay on the outputs topic,
     and those to a workflow run are raised in it (this app's task hub)."""
     ports = runtime.adapters()
+    await current_configs()  # dropped configs mirrored: a dropped agent's events are routed
     await outputs.route_outputs([(m.get_body(), m.message_id) for m in messages], ports.sender,
                                 DeadLetterStore(ports.blobs, ports.tables), configs=default_store().current,
                                 audit=AuditLog(ports.tables), workflows=workflows)

@@ -48,9 +48,10 @@ class McpServices:
         self._mirror = Mirror(self.adapters.blobs, container, settings.config_drop_dir()) if container else None
 
     async def current_configs(self) -> ConfigSet:
-        """The configs now (dropped ones mirrored first, at most every 30 s)."""
-        if self._mirror is not None:
-            await self._mirror.refresh()
+        """The configs now (dropped ones mirrored first, at most every 30 s, and looked at now when
+        that changed a file)."""
+        if self._mirror is not None and await self._mirror.refresh():
+            return await self.configs.fresh(refresh=True)
         return self.configs.current()
 
     async def gateway(self) -> ToolGateway:

@@ -45,9 +45,9 @@ class RealmServices:
 
     async def current_configs(self, *, refresh: bool = False) -> ConfigSet:
         """The configs now; with AOS_CONFIG_CONTAINER set, dropped configs are mirrored first
-        (at most every 30 s unless ``refresh``)."""
-        if self._mirror is not None:
-            await self._mirror.refresh(force=refresh)
+        (at most every 30 s unless ``refresh``), and looked at now when that changed a file."""
+        if self._mirror is not None and await self._mirror.refresh(force=refresh):
+            refresh = True  # a dropped file changed: look now
         if refresh:  # looked at on the config store's thread: the loop goes on meanwhile
             return await self.configs.fresh(refresh=True)
         return self.configs.current()

@@ -5,16 +5,22 @@ dropped at run time has to reach every instance: each one mirrors the container
 (``AOS_CONFIG_CONTAINER``) into its state folder (``kernel.settings.config_drop_dir``) at most
 every ``interval`` seconds, and the ``ConfigStore`` sees the files change like any other. Only
 config files (.json, .yaml, .yml) are mirrored; a blob that disappears is removed locally, which
-retires its agent at the next sync.
+retires its agent at the next sync. The realm and MCP apps mirror through their services; the
+kernel app's functions read their configs through ``current_configs`` here, which does the same.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from pathlib import Path
 
-from kernel.config.loader import CONFIG_SUFFIXES
+from kernel.config.loader import CONFIG_SUFFIXES, ConfigSet
 from kernel.ports import BlobStore, NotFound
+
+#: Seconds between two mirrors of the container by one process, unless a caller forces one.
+MIRROR_INTERVAL = 30.0
 
 
 async def mirror(blobs: BlobStore, container: str, directory: Path) -> list[str]:
@@ -43,7 +49,7 @@ async def mirror(blobs: BlobStore, container: str, directory: Path) -> list[str]
 class Mirror:
     """Rate-limited mirroring for one process (``refresh`` is cheap when called often)."""
 
-    def __init__(self, blobs: BlobStore, container: str, directory: Path, interval: float = 30.0) -> None:
+    def __init__(self, blobs: BlobStore, container: str, directory: Path, interval: float = MIRROR_INTERVAL) -> None:
         self.blobs, self.container, self.directory, self.interval = blobs, container, directory, interval
         self._last = float("-inf")
 
@@ -52,3 +58,29 @@ class Mirror:
             return []
         self._last = time.monotonic()
         return await mirror(self.blobs, self.container, self.directory)
+
+
+#: When each event loop last mirrored each (container, folder): the kernel's functions run on the
+#: loop's own adapters (``kernel.runtime``), which a closed platform replaces, so none is kept here.
+_mirrored_at: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, Path], float]] = \
+    weakref.WeakKeyDictionary()
+
+
+async def current_configs(*, refresh: bool = False) -> ConfigSet:
+    """The process's configs (``default_store()``). With AOS_CONFIG_CONTAINER set, the container is
+    mirrored first, at most every ``MIRROR_INTERVAL`` seconds unless ``refresh``; when that changed a
+    file, or with ``refresh``, the files are looked at now (on the config thread)."""
+    from kernel import runtime, settings
+    from kernel.config.store import default_store
+
+    store = default_store()
+    container = settings.get("AOS_CONFIG_CONTAINER")
+    if container:
+        directory = settings.config_drop_dir()
+        last = _mirrored_at.setdefault(asyncio.get_running_loop(), {})
+        now = time.monotonic()
+        if refresh or now - last.get((container, directory), float("-inf")) >= MIRROR_INTERVAL:
+            last[(container, directory)] = now
+            if await mirror(runtime.adapters().blobs, container, directory):
+                refresh = True
+    return await store.fresh(refresh=True) if refresh else store.current()

@@ -8,7 +8,7 @@ from typing import Any
 import azure.functions as func
 
 from kernel import runtime
-from kernel.config.store import default_store
+from kernel.config.drop import current_configs
 from kernel.governance.access import acting, sees
 from kernel.governance.anchor import Anchors
 from kernel.governance.audit import AuditLog
@@ -26,7 +26,7 @@ async def records(req: func.HttpRequest) -> func.HttpResponse:
     """``?chain=AGENT&after=SEQ&limit=N``; without ``chain``, the list of chains."""
     log = _log()
     chain = req.params.get("chain")
-    namespaces = default_store().current().namespaces  # an agent's chain is its address: its namespace's
+    namespaces = (await current_configs()).namespaces  # an agent's chain is its address: its namespace's
     if not chain:
         return _json({"chains": [c for c in await log.chains() if sees(str(c), namespaces)]})
     if not sees(chain, namespaces):  # 404, as for no chain: a 403 would say it exists

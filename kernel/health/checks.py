@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from kernel import runtime
 from kernel.adapters.factory import Adapters
 from kernel.config.loader import ConfigSet
-from kernel.config.store import default_store
+from kernel.config.drop import current_configs
 from kernel.governance.redaction import mask
 from kernel.health.report import (
     DEGRADED,
@@ -69,7 +69,7 @@ _MCP_STATES: dict[str, tuple[str, str | None]] = {
 async def readiness(roles: Sequence[str], *, timeout: float, environ: Mapping[str, str]) -> tuple[str, list[CheckResult]]:
     """The verdict and every check's result for an app serving ``roles``."""
     adapters = runtime.adapters()
-    configs = default_store().current()
+    configs = await current_configs()
     checks = storage_checks(adapters) + bus_checks(adapters, roles)
     if "realm" in roles:
         checks += await model_checks(configs, environ)

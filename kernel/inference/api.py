@@ -10,7 +10,7 @@ import azure.functions as func
 
 from kernel import runtime
 from kernel.config.models import REFERENCE_PATTERN as ID_PATTERN
-from kernel.config.store import default_store
+from kernel.config.drop import current_configs
 from kernel.inference.usage import UsageLedger
 
 MAX_DAYS = 366
@@ -32,7 +32,7 @@ async def usage(req: func.HttpRequest) -> func.HttpResponse:
         return _json({"error": "'days' must be a whole number"}, 400)
     if not 1 <= days <= MAX_DAYS:
         return _json({"error": f"'days' must be between 1 and {MAX_DAYS}"}, 400)
-    agents = raw or sorted(default_store().current().agents)
+    agents = raw or sorted((await current_configs()).agents)
     report = await UsageLedger(runtime.adapters().tables).report(agents, days=days)
     return _json(report)
 

@@ -20,7 +20,7 @@ import azure.functions as func
 
 from kernel import namespaces as ns
 from kernel import runtime
-from kernel.config.store import default_store
+from kernel.config.drop import current_configs
 from kernel.governance.access import acting, allowed_namespaces, sees
 from kernel.workflows import ids, schedules
 from kernel.workflows.runs import (
@@ -56,7 +56,7 @@ def _body(req: func.HttpRequest) -> dict[str, Any]:
 
 
 async def list_workflows(req: func.HttpRequest) -> func.HttpResponse:
-    configs = default_store().current()
+    configs = await current_configs()
     workflows = []
     for address, workflow in sorted(configs.workflows.items()):
         if not sees(address, configs.namespaces):
@@ -82,7 +82,7 @@ async def start_run(req: func.HttpRequest, client: df.DurableOrchestrationClient
     unknown = set(body) - {"input"}
     if unknown:
         return error(f"unknown field(s) {', '.join(sorted(unknown))}: the body is {{\"input\": {{...}}}}", 400)
-    configs = default_store().current()
+    configs = await current_configs()
     if not sees(address, configs.namespaces):
         return error(f"no workflow '{address}' is declared in config", 404)
     run_id = ids.run_id(address, uuid.uuid4().hex[:12])
@@ -103,7 +103,7 @@ async def list_runs(req: func.HttpRequest) -> func.HttpResponse:
         limit = max(1, min(int(req.params.get("limit", "50")), MAX_LIST))
     except ValueError:
         return error("limit must be a whole number", 400)
-    allowed = allowed_namespaces(default_store().current().namespaces)  # None: every namespace
+    allowed = allowed_namespaces((await current_configs()).namespaces)  # None: every namespace
     workflow = req.params.get("workflow") or None
     if workflow is not None and not ns.visible(allowed, workflow):
         return respond({"runs": []})
@@ -122,7 +122,7 @@ async def run_view(client: df.DurableOrchestrationClient, run_id: str) -> dict[s
     if runtime_status is None:
         return None
     workflow = _workflow_of(status) or _workflow_of(await client.get_status(run_id, show_input=True))
-    if workflow is None or not sees(workflow, default_store().current().namespaces):
+    if workflow is None or not sees(workflow, (await current_configs()).namespaces):
         return None  # a run of a namespace the caller may not see is answered like one that does not exist
     view = status.output if runtime_status == "Completed" and isinstance(status.output, dict) else None
     if view is None:
@@ -213,5 +213,5 @@ async def raise_event(req: func.HttpRequest, client: df.DurableOrchestrationClie
 
 
 async def sync(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    started = await schedules.sync(client, default_store().current(refresh=True))
+    started = await schedules.sync(client, await current_configs(refresh=True))
     return respond({"schedules_started": started})

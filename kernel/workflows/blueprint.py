@@ -12,7 +12,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from kernel import runtime
-from kernel.config.store import default_store
+from kernel.config.drop import current_configs
 from kernel.deadletters import DeadLetterStore
 from kernel.governance.access import requires
 from kernel.topology import AGENT_EVENTS, WORKFLOWS_SUBSCRIPTION
@@ -62,7 +62,7 @@ async def workflow_triggers(messages: list[func.ServiceBusMessage], client: df.D
     """Broadcast events of the types workflows trigger on start their runs."""
     ports = runtime.adapters()
     await triggers.start_from_events([(m.get_body(), m.message_id) for m in messages], client,
-                                     default_store().current(), RunIndex(ports.tables),
+                                     await current_configs(), RunIndex(ports.tables),
                                      DeadLetterStore(ports.blobs, ports.tables))
 
 
@@ -70,7 +70,7 @@ async def workflow_triggers(messages: list[func.ServiceBusMessage], client: df.D
 @bp.durable_client_input(client_name="client")
 async def workflow_schedule_sync(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
     """Start the schedule orchestrations of scheduled workflows, at start and every five minutes."""
-    await schedules.sync(client, default_store().current(refresh=True))
+    await schedules.sync(client, await current_configs(refresh=True))
 
 
 @bp.route(route="workflows", methods=["GET"])

@@ -54,3 +54,27 @@ async def test_a_dropped_config_becomes_a_living_agent_and_a_deleted_one_retires
         await platform.wait_idle(20)  # sync starts the retire command; the entity applies it after
         status, scout = await platform.api("GET", "agents/scout")
         assert scout["status"] == "retired" and scout["counters"]["turns"] == 1, "retired, state kept"
+
+
+DIGEST = {"kind": "workflow", "id": "market-digest", "description": "The scout's market digest, on request.",
+          "steps": [{"id": "scan", "agent": "cfo", "event": "finance.market.scan", "data": {}}]}
+
+
+async def test_the_kernels_functions_mirror_dropped_configs_themselves(tmp_path: Path) -> None:
+    """In Azure each app is its own process: the kernel's functions (workflows, config problems)
+    must mirror the container themselves, not rely on the realm's functions having done it."""
+    state = tmp_path / "state"
+    paths = f"{REPO / 'agent_configs'},{REPO / 'mcp_configs'}"
+    async with Platform(state_dir=state, port=0, config_paths=paths,
+                        extra_settings={"AOS_CONFIG_CONTAINER": "agent-configs"}) as platform:
+        await platform.wait_idle(20)  # the start's mirrors (realm and kernel) have run, before the drop
+        blobs = EmbeddedBlobStore(state / "blobs")
+        await blobs.put("agent-configs", "market-digest.yaml", yaml.safe_dump(DIGEST).encode())
+        await blobs.put("agent-configs", "broken.json", b'{"kind": "agent", "id": "broken", ')
+
+        status, synced = await platform.api("POST", "workflows/sync")  # the kernel's: mirrors at once
+        assert status == 200, synced
+        status, listed = await platform.api("GET", "workflows")
+        assert status == 200 and "market-digest" in [w["id"] for w in listed["workflows"]], listed
+        status, problems = await platform.api("GET", "configs/problems")
+        assert any(p["file"].endswith("broken.json") for p in problems["problems"]), problems
