@@ -48,11 +48,11 @@ class ConfigStore:
         #: order of its ``files``: a reload reads only the others. 8 bytes a file, not a dict entry.
         self._clean = array("q")
         self._lock = threading.Lock()  # one look at a time, on whichever thread
-        self._looking: Future[ConfigSet] | None = None  # this store's look on the looking thread
+        self._looking: Future[ConfigSet] | None = None  # this store's look on the config thread
 
     def current(self, *, refresh: bool = False) -> ConfigSet:
         """The loaded configs, reloaded if any file was added, removed or changed. A loaded set is
-        trusted for ``recheck_seconds``; after that the files are looked at on the looking thread
+        trusted for ``recheck_seconds``; after that the files are looked at on the config thread
         and this returns the set loaded so far, until the look replaces it. ``refresh`` looks now,
         on this thread. A reload reads and validates only the files that changed (one edit among
         10,000 agent files: a fraction of a full load)."""
@@ -66,7 +66,7 @@ class ConfigStore:
 
     async def fresh(self, *, refresh: bool = False) -> ConfigSet:
         """The configs as of a look no older than ``recheck_seconds`` (now, with ``refresh``),
-        waiting for the look on the looking thread: the event loop goes on meanwhile."""
+        waiting for the look on the config thread: the event loop goes on meanwhile."""
         if self._current is not None and not refresh and self._trusted():
             return self._current
         if refresh:
@@ -77,7 +77,7 @@ class ConfigStore:
         return time.monotonic() - self._checked_at < self._trusted_for
 
     def _look_behind(self) -> Future[ConfigSet]:
-        """The look running on the looking thread, started if none is."""
+        """The look running on the config thread, started if none is."""
         looking = self._looking
         if looking is None or looking.done():
             looking = self._looking = _looker().submit(self._refreshed_locked, False)
@@ -93,21 +93,23 @@ class ConfigStore:
         if self._current is not None and not force and self._trusted():
             return self._current
         started = time.monotonic()
-        fingerprint, stamps = self._look()
-        looked = time.monotonic() - started
-        if self._current is None or fingerprint != self._fingerprint:
-            previous = self._current
-            unchanged = None
-            if previous is not None:
-                clean = {file: stamp for file, stamp in zip(previous.files, self._clean, strict=True) if stamp}
-                unchanged = Unchanged(previous, clean, stamps)
-            loaded = load_configs(self._paths, unchanged=unchanged)
-            if previous is not None:
-                _keep_last_good(loaded, previous)
-            self._clean = _clean_files(loaded, stamps)
-            self._fingerprint = fingerprint
-            self._current = loaded
-        self._checked_at = time.monotonic()
+        try:
+            fingerprint, stamps = self._look()
+            looked = time.monotonic() - started
+            if self._current is None or fingerprint != self._fingerprint:
+                previous = self._current
+                unchanged = None
+                if previous is not None:
+                    clean = {file: stamp for file, stamp in zip(previous.files, self._clean, strict=True) if stamp}
+                    unchanged = Unchanged(previous, clean, stamps)
+                loaded = load_configs(self._paths, unchanged=unchanged)
+                if previous is not None:
+                    _keep_last_good(loaded, previous)
+                self._clean = _clean_files(loaded, stamps)
+                self._fingerprint = fingerprint
+                self._current = loaded
+        finally:  # a failed look is tried again after the trust too, not at every read
+            self._checked_at = time.monotonic()
         if self._recheck_seconds > 0:
             self._trusted_for = max(self._recheck_seconds, 20 * looked)
         return self._current
@@ -127,7 +129,7 @@ class ConfigStore:
 
 
 def _report_failure(look: Future[ConfigSet]) -> None:
-    """A look that failed leaves the loaded set in place and is tried again at the next read."""
+    """A look that failed leaves the loaded set in place; the next read after the trust tries again."""
     error = None if look.cancelled() else look.exception()
     if error is not None:
         log.error("config store: looking at the config files failed (%s: %s); the configs loaded before stay",
