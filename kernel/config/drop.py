@@ -12,12 +12,16 @@ kernel app's functions read their configs through ``current_configs`` here, whic
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from pathlib import Path
 
+from kernel.adapters import redact
 from kernel.config.loader import CONFIG_SUFFIXES, ConfigSet
 from kernel.ports import BlobStore, NotFound
+
+log = logging.getLogger("aos.config")
 
 #: Seconds between two mirrors of the container by one process, unless a caller forces one.
 MIRROR_INTERVAL = 30.0
@@ -69,7 +73,9 @@ _mirrored_at: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[st
 async def current_configs(*, refresh: bool = False) -> ConfigSet:
     """The process's configs (``default_store()``). With AOS_CONFIG_CONTAINER set, the container is
     mirrored first, at most every ``MIRROR_INTERVAL`` seconds unless ``refresh``; when that changed a
-    file, or with ``refresh``, the files are looked at now (on the config thread)."""
+    file, or with ``refresh``, the files are looked at now (on the config thread). A mirror that
+    fails is logged and the configs on disk are used: a storage outage must not fail a health
+    probe or a workflow trigger that has configs to go on with."""
     from kernel import runtime, settings
     from kernel.config.store import default_store
 
@@ -81,6 +87,10 @@ async def current_configs(*, refresh: bool = False) -> ConfigSet:
         now = time.monotonic()
         if refresh or now - last.get((container, directory), float("-inf")) >= MIRROR_INTERVAL:
             last[(container, directory)] = now
-            if await mirror(runtime.adapters().blobs, container, directory):
-                refresh = True
+            try:
+                if await mirror(runtime.adapters().blobs, container, directory):
+                    refresh = True
+            except Exception as error:  # noqa: BLE001 - the configs on disk still serve; tried again later
+                log.warning("config drop: mirroring container '%s' failed (%s: %s); the configs already on disk "
+                            "are used", container, type(error).__name__, redact(str(error))[:200])
     return await store.fresh(refresh=True) if refresh else store.current()

@@ -78,3 +78,24 @@ async def test_the_kernels_functions_mirror_dropped_configs_themselves(tmp_path:
         assert status == 200 and "market-digest" in [w["id"] for w in listed["workflows"]], listed
         status, problems = await platform.api("GET", "configs/problems")
         assert any(p["file"].endswith("broken.json") for p in problems["problems"]), problems
+
+
+async def test_a_mirror_that_fails_is_logged_and_the_configs_on_disk_serve(tmp_path: Path, caplog) -> None:
+    from kernel import runtime, settings
+    from kernel.config.drop import current_configs
+    from kernel.config.store import default_store
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "config-drop").write_text("a file where the mirror's folder should be")
+    restore = settings.override({"AOS_STATE_DIR": str(state), "AOS_CONFIG_CONTAINER": "agent-configs",
+                                 "AOS_CONFIG_PATHS": f"{REPO / 'agent_configs'},{REPO / 'mcp_configs'}"})
+    default_store.cache_clear()
+    try:
+        configs = await current_configs(refresh=True)
+        assert "cfo" in configs.agents
+        assert "mirroring container 'agent-configs' failed" in caplog.text
+    finally:
+        await runtime.close()
+        restore()
+        default_store.cache_clear()
