@@ -20,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from kernel import runtime, settings
-from kernel.config.drop import Mirror
+from kernel.config.drop import Mirror, mirrored_configs
 from kernel.config.loader import ConfigSet
 from kernel.config.store import ConfigStore, default_store
 from kernel.deadletters import DeadLetterStore
@@ -50,9 +50,7 @@ class McpServices:
     async def current_configs(self) -> ConfigSet:
         """The configs now (dropped ones mirrored first, at most every 30 s, and looked at now when
         that changed a file)."""
-        if self._mirror is not None and await self._mirror.refresh():
-            return await self.configs.fresh(refresh=True)
-        return self.configs.current()
+        return await mirrored_configs(self.configs, self._mirror)
 
     async def gateway(self) -> ToolGateway:
         """The gateway over a manager of the currently declared servers (started on first use)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from kernel import runtime, settings
 from kernel.adapters.factory import Adapters
-from kernel.config.drop import Mirror
+from kernel.config.drop import Mirror, mirrored_configs
 from kernel.config.loader import ConfigSet
 from kernel.config.models import AgentConfig
 from kernel.config.store import ConfigStore, default_store
@@ -45,12 +45,9 @@ class RealmServices:
 
     async def current_configs(self, *, refresh: bool = False) -> ConfigSet:
         """The configs now; with AOS_CONFIG_CONTAINER set, dropped configs are mirrored first
-        (at most every 30 s unless ``refresh``), and looked at now when that changed a file."""
-        if self._mirror is not None and await self._mirror.refresh(force=refresh):
-            refresh = True  # a dropped file changed: look now
-        if refresh:  # looked at on the config store's thread: the loop goes on meanwhile
-            return await self.configs.fresh(refresh=True)
-        return self.configs.current()
+        (at most every 30 s unless ``refresh``), and looked at now when that changed a file
+        (``kernel.config.drop.mirrored_configs``)."""
+        return await mirrored_configs(self.configs, self._mirror, refresh=refresh)
 
     def agent(self, agent_id: str) -> AgentConfig | None:
         return self.configs.current().agents.get(agent_id)

@@ -5,8 +5,8 @@ dropped at run time has to reach every instance: each one mirrors the container
 (``AOS_CONFIG_CONTAINER``) into its state folder (``kernel.settings.config_drop_dir``) at most
 every ``interval`` seconds, and the ``ConfigStore`` sees the files change like any other. Only
 config files (.json, .yaml, .yml) are mirrored; a blob that disappears is removed locally, which
-retires its agent at the next sync. The realm and MCP apps mirror through their services; the
-kernel app's functions read their configs through ``current_configs`` here, which does the same.
+retires its agent at the next sync. Every app reads through ``mirrored_configs``: the realm and
+MCP apps with their services' mirror, the kernel's functions through ``current_configs``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,14 @@ import time
 import weakref
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from kernel.adapters import redact
 from kernel.config.loader import CONFIG_SUFFIXES, ConfigSet
 from kernel.ports import BlobStore, NotFound
+
+if TYPE_CHECKING:
+    from kernel.config.store import ConfigStore
 
 log = logging.getLogger("aos.config")
 
@@ -64,33 +69,37 @@ class Mirror:
         return await mirror(self.blobs, self.container, self.directory)
 
 
-#: When each event loop last mirrored each (container, folder): the kernel's functions run on the
-#: loop's own adapters (``kernel.runtime``), which a closed platform replaces, so none is kept here.
-_mirrored_at: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, Path], float]] = \
-    weakref.WeakKeyDictionary()
+async def mirrored_configs(store: ConfigStore, mirror: Mirror | None, *, refresh: bool = False) -> ConfigSet:
+    """``store``'s configs, with ``mirror`` (if any) refreshed first (at once with ``refresh``);
+    when that changed a file, or with ``refresh``, the files are looked at now (on the config
+    thread). A mirror that fails is logged and the configs on disk are used: a storage outage must
+    not fail a wake, a health probe or a workflow trigger that has configs to go on with."""
+    if mirror is not None:
+        try:
+            if await mirror.refresh(force=refresh):
+                refresh = True
+        except Exception as error:  # noqa: BLE001 - the configs on disk still serve; tried again later
+            log.warning("config drop: mirroring container '%s' failed (%s: %s); the configs already on disk "
+                        "are used", mirror.container, type(error).__name__, redact(str(error))[:200])
+    return await store.fresh(refresh=True) if refresh else store.current()
+
+
+#: The kernel's mirror per event loop: its functions run on the loop's own adapters
+#: (``kernel.runtime``), which a closed platform replaces, so a mirror is rebuilt over new ones.
+_kernel_mirrors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Mirror] = weakref.WeakKeyDictionary()
 
 
 async def current_configs(*, refresh: bool = False) -> ConfigSet:
-    """The process's configs (``default_store()``). With AOS_CONFIG_CONTAINER set, the container is
-    mirrored first, at most every ``MIRROR_INTERVAL`` seconds unless ``refresh``; when that changed a
-    file, or with ``refresh``, the files are looked at now (on the config thread). A mirror that
-    fails is logged and the configs on disk are used: a storage outage must not fail a health
-    probe or a workflow trigger that has configs to go on with."""
+    """The process's configs (``default_store()``), with AOS_CONFIG_CONTAINER mirrored first as in
+    ``mirrored_configs``: what the kernel app's functions read."""
     from kernel import runtime, settings
     from kernel.config.store import default_store
 
-    store = default_store()
+    mirror = None
     container = settings.get("AOS_CONFIG_CONTAINER")
     if container:
-        directory = settings.config_drop_dir()
-        last = _mirrored_at.setdefault(asyncio.get_running_loop(), {})
-        now = time.monotonic()
-        if refresh or now - last.get((container, directory), float("-inf")) >= MIRROR_INTERVAL:
-            last[(container, directory)] = now
-            try:
-                if await mirror(runtime.adapters().blobs, container, directory):
-                    refresh = True
-            except Exception as error:  # noqa: BLE001 - the configs on disk still serve; tried again later
-                log.warning("config drop: mirroring container '%s' failed (%s: %s); the configs already on disk "
-                            "are used", container, type(error).__name__, redact(str(error))[:200])
-    return await store.fresh(refresh=True) if refresh else store.current()
+        loop, blobs, directory = asyncio.get_running_loop(), runtime.adapters().blobs, settings.config_drop_dir()
+        mirror = _kernel_mirrors.get(loop)
+        if mirror is None or (mirror.blobs, mirror.container, mirror.directory) != (blobs, container, directory):
+            mirror = _kernel_mirrors[loop] = Mirror(blobs, container, directory)
+    return await mirrored_configs(default_store(), mirror, refresh=refresh)
