@@ -8,7 +8,8 @@ A ``kind: namespace`` document may set three quotas (``kernel.config.models.Name
 * ``turns_per_minute``: counted when a turn begins, per UTC clock minute, in table ``quotas``
   through the same ETag-guarded counters as the policies' tool-call limits
   (:class:`~kernel.governance.ratelimit.ToolCallLimiter`, PartitionKey ``namespace:<name>``), so
-  instances never over-admit; a turn beyond it ends as ``refused``;
+  instances never over-admit; the turn id is the ticket, so a turn whose policy activity runs
+  again is not counted twice; a turn beyond it ends as ``refused``;
 * ``tokens_per_day``: checked before each model call against the tokens every agent of the
   namespace counted today (table ``usage``), like a policy's per-agent budget: the call that
   crosses it completes, the next is refused.
@@ -96,12 +97,14 @@ class QuotaGuard:
         return namespace, document.quotas if document is not None else None
 
     async def admit_turn(self, agent_id: str, *, turn_id: str | None) -> Refusal | None:
-        """Count a beginning turn against its namespace's ``turns_per_minute``, or refuse it (audited)."""
+        """Count a beginning turn against its namespace's ``turns_per_minute``, or refuse it (audited).
+        A turn counted before (its policy activity ran again) is not counted again."""
         namespace, quotas = self._quotas(agent_id)
         if quotas is None or quotas.turns_per_minute is None:
             return None
         window = Window("minute", quotas.turns_per_minute, (f"namespace:{namespace}",))
-        admission = await self._turns.admit(f"namespace:{namespace}", [window], now=self._clock())
+        admission = await self._turns.admit(f"namespace:{namespace}", [window], now=self._clock(),
+                                            ticket=turn_id)
         if admission.admitted:
             return None
         resets = admission.resets_at.isoformat() if admission.resets_at else None

@@ -13,10 +13,19 @@ of every window it is limited by:
 * a window that is full refuses the call, and the windows already raised for it are lowered
   again (ETag-guarded too). A lowering that fails leaves the count one too high: the limiter may
   under-admit for the rest of that window, never over-admit.
+
+A call may carry a ticket: what names it across retries. Namespace quotas pass the turn id, since
+a turn begins once however often its policy activity runs. Tool calls pass none: each request
+that runs a tool counts (docs/policies.md). The row keeps a digest of each of the window's last
+:data:`TICKETS_KEPT` tickets, written with the count in the same ETag-guarded update, so an
+activity that runs again (a Durable retry, a redelivery, a host that died after counting) finds
+its ticket and is admitted without counting again. A retry that comes after that many other
+calls of the window, or in a later window, counts again: it can only under-admit.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,9 +34,11 @@ from typing import Any
 
 from kernel.ports import AlreadyExists, NotFound, PreconditionFailed, TableStore, check_key, check_table_name
 
-__all__ = ["TABLE", "Admission", "RateLimitContention", "ToolCallLimiter", "Window", "window_start"]
+__all__ = ["TABLE", "TICKETS_KEPT", "Admission", "RateLimitContention", "ToolCallLimiter", "Window", "window_start"]
 
 TABLE = "ratelimits"
+#: Tickets a window's row remembers (16 characters each), so a retried call is not counted twice.
+TICKETS_KEPT = 64
 #: Window lengths the limiter knows, by name.
 WINDOW_SECONDS = {"minute": 60, "hour": 3600}
 log = logging.getLogger("aos.governance.ratelimit")
@@ -81,15 +92,18 @@ class ToolCallLimiter:
         self.table = check_table_name(table)
         self._max_attempts = max_attempts
 
-    async def admit(self, agent_id: str, windows: Sequence[Window], *, now: datetime) -> Admission:
-        """Count one call of ``agent_id`` in every window, or none if any window is full."""
+    async def admit(self, agent_id: str, windows: Sequence[Window], *, now: datetime,
+                    ticket: str | None = None) -> Admission:
+        """Count one call of ``agent_id`` in every window, or none if any window is full. A call
+        whose ``ticket`` a window already counted is not counted there again."""
         check_key(agent_id, "agent id")
-        raised: list[Window] = []
+        mark = _ticket_digest(ticket) if ticket else None
+        raised: list[Window] = []  # each holds this call's count (now, or from an earlier attempt)
         for window in windows:
-            refused = await self._raise(agent_id, window, now)
+            refused = await self._raise(agent_id, window, now, mark)
             if refused is not None:
                 for done in reversed(raised):
-                    await self._lower(agent_id, done, now)
+                    await self._lower(agent_id, done, now, mark)
                 return refused
             raised.append(window)
         return Admission(True)
@@ -102,15 +116,22 @@ class ToolCallLimiter:
             found[name] = _count_now(row, name, now)
         return found
 
-    async def _raise(self, agent_id: str, window: Window, now: datetime) -> Admission | None:
-        """Add one to the window's count; the refusal when it is full (``None`` when counted)."""
+    async def _raise(self, agent_id: str, window: Window, now: datetime,
+                     mark: str | None) -> Admission | None:
+        """Add one to the window's count; the refusal when it is full (``None`` when counted, or
+        when the window holds the call's ticket ``mark``: counted by an earlier attempt)."""
         for _ in range(self._max_attempts):
             row = await self._get(agent_id, window.name)
             start, count = _current(row, window.name, now)
+            held = _tickets(row) if count else []
+            if mark is not None and mark in held:
+                return None
             if count >= window.limit:
                 return Admission(False, window, count, start + timedelta(seconds=WINDOW_SECONDS[window.name]))
             entity = {"PartitionKey": agent_id, "RowKey": self._row_key(window.name),
                       "window_start": start.isoformat(), "count": count + 1}
+            if mark is not None or held:
+                entity["tickets"] = " ".join((held + [mark] if mark is not None else held)[-TICKETS_KEPT:])
             try:
                 if row is None:
                     await self._tables.insert(self.table, entity)
@@ -122,8 +143,9 @@ class ToolCallLimiter:
         raise RateLimitContention(f"the {window.name} tool-call counter of agent '{agent_id}' kept changing under "
                                   f"{self._max_attempts} attempts; the call was not admitted")
 
-    async def _lower(self, agent_id: str, window: Window, now: datetime) -> None:
-        """Give back the slot taken for a call another window refused (best effort: see the docstring)."""
+    async def _lower(self, agent_id: str, window: Window, now: datetime, mark: str | None) -> None:
+        """Give back the slot taken for a call another window refused, and its ticket (best effort:
+        see the docstring)."""
         start = window_start(window.name, now).isoformat()
         for _ in range(self._max_attempts):
             row = await self._get(agent_id, window.name)
@@ -131,6 +153,11 @@ class ToolCallLimiter:
                 return  # the window moved on: nothing to give back
             entity = {"PartitionKey": agent_id, "RowKey": self._row_key(window.name),
                       "window_start": row["window_start"], "count": int(row["count"]) - 1}
+            held = _tickets(row)
+            if held:
+                if mark in held:
+                    held.remove(mark)
+                entity["tickets"] = " ".join(held)
             try:
                 await self._tables.update(self.table, entity, etag=row["etag"])
                 return
@@ -164,3 +191,13 @@ def _current(row: dict[str, Any] | None, name: str, now: datetime) -> tuple[date
 
 def _count_now(row: dict[str, Any] | None, name: str, now: datetime) -> int:
     return _current(row, name, now)[1]
+
+
+def _tickets(row: dict[str, Any] | None) -> list[str]:
+    """The ticket digests a window's row holds, oldest first."""
+    return str(row.get("tickets") or "").split() if row is not None else []
+
+
+def _ticket_digest(ticket: str) -> str:
+    """16 hex characters naming a ticket: the row stays small whatever the ids look like."""
+    return hashlib.blake2b(ticket.encode("utf-8"), digest_size=8).hexdigest()

@@ -108,3 +108,48 @@ def test_windows_are_fixed_utc_windows() -> None:
         Window("day", 1)
     with pytest.raises(ValueError, match="non-negative integer"):
         Window("minute", -1)
+
+
+async def test_a_call_that_runs_again_under_its_ticket_is_not_counted_twice(backend: Backend) -> None:
+    first, other = backend.limiter(), backend.limiter()  # the retry may land on another instance
+    windows = [Window("minute", 2), Window("hour", 10)]
+    assert (await first.admit("cfo", windows, now=NOW, ticket="turn-1:0")).admitted
+    assert (await other.admit("cfo", windows, now=NOW + timedelta(seconds=5), ticket="turn-1:0")).admitted
+    assert await first.counts("cfo", ["minute", "hour"], now=NOW) == {"minute": 1, "hour": 1}
+    # the slot it did not take again is there for the next call; then the minute is full
+    assert (await other.admit("cfo", windows, now=NOW, ticket="turn-1:1")).admitted
+    refused = await first.admit("cfo", windows, now=NOW, ticket="turn-2:0")
+    assert not refused.admitted and refused.observed == 2
+    # calls without a ticket are counted each time, as before
+    assert (await first.admit("ceo", windows, now=NOW)).admitted
+    assert (await first.admit("ceo", windows, now=NOW)).admitted
+    assert await first.counts("ceo", ["minute"], now=NOW) == {"minute": 2}
+
+
+async def test_a_refused_call_gives_back_its_ticket_and_a_later_window_counts_it_anew(backend: Backend) -> None:
+    limiter = backend.limiter()
+    windows = [Window("minute", 5), Window("hour", 1)]
+    assert (await limiter.admit("ops", windows, now=NOW, ticket="a")).admitted
+    refused = await limiter.admit("ops", windows, now=NOW, ticket="b")  # the hour is full
+    assert not refused.admitted and refused.window.name == "hour"
+    assert await limiter.counts("ops", ["minute", "hour"], now=NOW) == {"minute": 1, "hour": 1}
+    # "b" was given back in the minute: asked again, it is refused again, not waved through
+    assert not (await limiter.admit("ops", windows, now=NOW, ticket="b")).admitted
+    # the ticket of a window that ended is forgotten with it: the next window counts the call
+    later = NOW + timedelta(hours=1)
+    assert (await limiter.admit("ops", windows, now=later, ticket="a")).admitted
+    assert await limiter.counts("ops", ["minute", "hour"], now=later) == {"minute": 1, "hour": 1}
+
+
+async def test_a_window_remembers_its_last_tickets_only(backend: Backend) -> None:
+    from kernel.governance.ratelimit import TICKETS_KEPT
+
+    limiter = backend.limiter()
+    minute = [Window("minute", TICKETS_KEPT + 10)]
+    for n in range(TICKETS_KEPT + 1):
+        assert (await limiter.admit("busy", minute, now=NOW, ticket=f"call-{n}")).admitted
+    [row] = await backend.stores[0].query(backend.table, "busy")
+    assert len(row["tickets"].split()) == TICKETS_KEPT  # the row stays small
+    assert (await limiter.admit("busy", minute, now=NOW, ticket=f"call-{TICKETS_KEPT}")).admitted  # remembered
+    assert (await limiter.admit("busy", minute, now=NOW, ticket="call-0")).admitted  # forgotten: counted again
+    assert await limiter.counts("busy", ["minute"], now=NOW) == {"minute": TICKETS_KEPT + 2}

@@ -186,6 +186,28 @@ async def test_the_turns_per_minute_quota_refuses_a_turn_visibly(tmp_path: Path)
     assert [t["outcome"] for t in unlimited] == ["replied", "replied"]
 
 
+async def test_a_turn_whose_policy_activity_runs_again_is_counted_once(tmp_path: Path) -> None:
+    from realm_of_agents.activities import policy  # the activity the Functions host runs again on a retry
+
+    configs = tmp_path / "configs"
+    namespace_doc(configs, "acme", quotas={"turns_per_minute": 2})
+    ledger_agent(configs, "clerk", "acme")
+    await clear_of_the_minute_boundary()
+    async with running(tmp_path / "state", config_paths=str(configs)) as platform:
+        first = await _turn(platform, "acme.clerk", {"entry": "rent paid"})
+        # the first turn's policy read runs again (a retry, or a host that died after counting)
+        again = [await policy({"agent_id": "acme.clerk", "turn_id": first["turn_id"], "begin": True})
+                 for _ in range(2)]
+        second = await _turn(platform, "acme.clerk", {"entry": "office supplies bought"})
+        third = await _turn(platform, "acme.clerk", {"entry": "printer paper bought"})
+        audit = [r for r in await _audit(platform, "acme.clerk") if r["kind"] == "quota.refused"]
+
+    assert [a.get("quota_refused") for a in again] == [None, None]  # the same turn: admitted, not counted
+    assert (first["outcome"], second["outcome"]) == ("replied", "replied")  # the second slot was still free
+    assert third["outcome"] == "refused" and third["refusals"][0]["observed"] == 2
+    assert [r["data"]["turn_id"] for r in audit] == [third["turn_id"]]
+
+
 async def test_the_tokens_per_day_quota_refuses_the_next_model_call(tmp_path: Path) -> None:
     configs = tmp_path / "configs"
     namespace_doc(configs, "acme", quotas={"tokens_per_day": 5})
