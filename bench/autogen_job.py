@@ -30,7 +30,8 @@ from autogen_core import (
 )
 
 from bench import job
-from bench.measure import burst_figures, one_at_a_time_figures, target
+from bench.measure import burst_figures, cpu_figure, one_at_a_time_figures, target
+from bench.sqlite_count import CommitCounter
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ async def _wait_for(done: dict[str, float], arrived: asyncio.Event, ids: list[st
 
 
 async def _one_count(count: int, params: dict[str, Any], repeat: int, folder: Path,
-                     runs: list[dict[str, float]]) -> None:
+                     runs: list[dict[str, float]], details: dict[str, Any]) -> None:
     agents = job.agent_ids(count)
     store = StateStore(folder / f"autogen-{count}.sqlite", agents)
     done: dict[str, float] = {}
@@ -139,10 +140,12 @@ async def _one_count(count: int, params: dict[str, Any], repeat: int, folder: Pa
             items = [job.event(target(agents, counter + n), counter + n, f"b{index}") for n in range(params["events"])]
             counter += len(items)
             sent = {}
+            cpu = time.process_time()
             for item in items:
                 sent[item.id] = time.perf_counter()
                 await publish(item)
             await _wait_for(done, arrived, list(sent))
+            cpu = time.process_time() - cpu
             latencies = []
             for _ in range(params["sequential"]):
                 item = job.event(target(agents, counter), counter, f"s{index}")
@@ -153,7 +156,16 @@ async def _one_count(count: int, params: dict[str, Any], repeat: int, folder: Pa
                 latencies.append((done[item.id] - before) * 1000)
             prefix = f"agents_{count}."
             runs[index].update(burst_figures(prefix, sent, done))
+            runs[index].update(cpu_figure(prefix, cpu, len(items)))
             runs[index].update(one_at_a_time_figures(prefix, latencies))
+        counted, commits = min(100, params["events"]), CommitCounter()
+        commits.watch(store.conn)
+        with commits.counting():
+            items = [job.event(target(agents, counter + n), counter + n, "c") for n in range(counted)]
+            for item in items:
+                await publish(item)
+            await _wait_for(done, arrived, [item.id for item in items])
+        details[f"commits_per_event_agents_{count}"] = round(commits.commits / counted, 2)
     finally:
         await runtime.stop_when_idle()
         await runtime.close()
@@ -163,7 +175,8 @@ async def _one_count(count: int, params: dict[str, Any], repeat: int, folder: Pa
 def run(params: dict[str, Any], repeat: int, state_dir: Path) -> dict[str, Any]:
     """Per agent count: a burst of ``events`` and ``sequential`` events one at a time, per repeat."""
     runs: list[dict[str, float]] = [{} for _ in range(repeat)]
+    details: dict[str, Any] = {"journal_mode": "WAL", "synchronous": "NORMAL", "runtime": "SingleThreadedAgentRuntime"}
     with tempfile.TemporaryDirectory(prefix="aos-bench-autogen-", dir=state_dir) as folder:
         for count in params["agents"]:
-            asyncio.run(_one_count(count, params, repeat, Path(folder), runs))
-    return {"runs": runs, "details": {"journal_mode": "WAL", "synchronous": "NORMAL", "runtime": "SingleThreadedAgentRuntime"}}
+            asyncio.run(_one_count(count, params, repeat, Path(folder), runs, details))
+    return {"runs": runs, "details": details}

@@ -25,7 +25,8 @@ from typing import Any
 
 from bench import job
 from bench.agent_turns import agent_config
-from bench.measure import burst_figures, one_at_a_time_figures, target
+from bench.measure import burst_figures, cpu_figure, one_at_a_time_figures, target
+from bench.sqlite_count import CommitCounter
 from kernel.messages import Envelope
 from kernel.ports import OutboundMessage
 from kernel.topology import AGENT_EVENTS, AGENT_OUTPUTS
@@ -60,7 +61,7 @@ async def _send(host: Any, agent_id: str, n: int) -> str:
 
 
 async def _one_count(count: int, params: dict[str, Any], repeat: int, folder: Path,
-                     runs: list[dict[str, float]], details: dict[str, Any]) -> None:
+                     runs: list[dict[str, float]], details: dict[str, Any], commits: CommitCounter) -> None:
     from kernel.platform import Platform
 
     agents = job.agent_ids(count, "bench-agent")
@@ -85,12 +86,14 @@ async def _one_count(count: int, params: dict[str, Any], repeat: int, folder: Pa
             raise RuntimeError(f"a warm-up turn published no output on {AGENT_OUTPUTS}: is the agent answering?")
         for index in range(repeat):
             sent = {}
+            cpu = time.process_time()
             for _ in range(params["events"]):
                 before = time.perf_counter()
                 event_id = await _send(host, target(agents, counter), counter)
                 sent[event_id] = before
                 counter += 1
             await platform.wait_idle(max(300, params["events"]))
+            cpu = time.process_time() - cpu
             latencies = []
             for _ in range(params["sequential"]):
                 before = time.perf_counter()
@@ -102,7 +105,15 @@ async def _one_count(count: int, params: dict[str, Any], repeat: int, folder: Pa
                 latencies.append((clock.done[event_id] - before) * 1000)
             prefix = f"agents_{count}."
             runs[index].update(burst_figures(prefix, sent, clock.done))
+            runs[index].update(cpu_figure(prefix, cpu, len(sent)))
             runs[index].update(one_at_a_time_figures(prefix, latencies))
+        counted = min(100, params["events"])  # a burst like the timed ones, with commits counted
+        with commits.counting():
+            for _ in range(counted):
+                await _send(host, target(agents, counter), counter)
+                counter += 1
+            await platform.wait_idle(max(300, counted))
+        details[f"commits_per_event_agents_{count}"] = round(commits.commits / counted, 2)
         host.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         details[f"sqlite_bytes_agents_{count}"] = Path(host.state_path).stat().st_size
         details["synchronous"] = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[
@@ -115,7 +126,11 @@ def run(params: dict[str, Any], repeat: int, state_dir: Path) -> dict[str, Any]:
     logging.getLogger().setLevel(logging.ERROR)
     runs: list[dict[str, float]] = [{} for _ in range(repeat)]
     details: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="aos-bench-engine-", dir=state_dir) as folder:
-        for count in params["agents"]:
-            asyncio.run(_one_count(count, params, repeat, Path(folder), runs, details))
+    commits = CommitCounter().install()  # notes the platform's connections as it opens them
+    try:
+        with tempfile.TemporaryDirectory(prefix="aos-bench-engine-", dir=state_dir) as folder:
+            for count in params["agents"]:
+                asyncio.run(_one_count(count, params, repeat, Path(folder), runs, details, commits))
+    finally:
+        commits.uninstall()
     return {"runs": runs, "details": details}

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import job
-from bench.measure import target
+from bench.measure import cpu_figure, target
 from bench.stats import latency_figures
 
 MODES = {"normal": "NORMAL", "full": "FULL"}
@@ -56,15 +56,16 @@ def run(params: dict[str, Any], repeat: int, state_dir: Path) -> dict[str, Any]:
                 for index in range(repeat):
                     bodies = [json.dumps(job.event("x", counter + n).data) for n in range(params["events"])]
                     latencies = []
-                    started = time.perf_counter()
+                    started, cpu = time.perf_counter(), time.process_time()
                     for body in bodies:
                         before = time.perf_counter()
                         _transaction(conn, target(agents, counter), body)
                         latencies.append((time.perf_counter() - before) * 1000)
                         counter += 1
-                    elapsed = time.perf_counter() - started
+                    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
                     prefix = f"{mode}.agents_{count}."
                     runs[index][f"{prefix}events_per_second"] = round(len(bodies) / elapsed, 1)
+                    runs[index].update(cpu_figure(prefix, cpu, len(bodies)))
                     runs[index].update(latency_figures(prefix, latencies))
                 conn.close()
     return {"runs": runs, "details": {"synchronous": MODES, "journal_mode": "WAL"}}

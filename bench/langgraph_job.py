@@ -28,7 +28,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from bench import job
-from bench.measure import burst_figures, one_at_a_time_figures, target
+from bench.measure import burst_figures, cpu_figure, one_at_a_time_figures, target
+from bench.sqlite_count import CommitCounter
 
 
 class TurnState(TypedDict, total=False):
@@ -105,12 +106,13 @@ def run(params: dict[str, Any], repeat: int, state_dir: Path) -> dict[str, Any]:
                 items = [job.event(target(agents, counter + n), counter + n, f"b{index}") for n in range(params["events"])]
                 counter += len(items)
                 sent, done = {}, {}
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 for item in items:  # all sent at once: each waits for the ones before it
                     sent[item.id] = started
                 for item in items:
                     _invoke(graph, item, durability)
                     done[item.id] = time.perf_counter()
+                cpu = time.process_time() - cpu
                 latencies = []
                 for _ in range(params["sequential"]):
                     item = job.event(target(agents, counter), counter, f"s{index}")
@@ -120,7 +122,14 @@ def run(params: dict[str, Any], repeat: int, state_dir: Path) -> dict[str, Any]:
                     latencies.append((time.perf_counter() - before) * 1000)
                 prefix = f"agents_{count}."
                 runs[index].update(burst_figures(prefix, sent, done))
+                runs[index].update(cpu_figure(prefix, cpu, len(items)))
                 runs[index].update(one_at_a_time_figures(prefix, latencies))
+            counted, commits = min(100, params["events"]), CommitCounter()
+            commits.watch(conn)
+            with commits.counting():
+                for n in range(counted):
+                    _invoke(graph, job.event(target(agents, counter + n), counter + n, "c"), durability)
+            details[f"commits_per_event_agents_{count}"] = round(commits.commits / counted, 2)
             details["journal_mode"] = conn.execute("PRAGMA journal_mode").fetchone()[0]
             details[f"checkpoints_rows_agents_{count}"] = conn.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0]
             details[f"bytes_agents_{count}"] = sum(p.stat().st_size for p in Path(folder).glob(f"checkpoints-{count}.sqlite*"))

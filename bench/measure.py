@@ -23,6 +23,11 @@ def burst_figures(prefix: str, sent: Mapping[str, float], done: Mapping[str, flo
             **latency_figures(f"{prefix}burst_", [(done[key] - sent[key]) * 1000 for key in sent])}
 
 
+def cpu_figure(prefix: str, cpu_seconds: float, events: int) -> dict[str, float]:
+    """``<prefix>cpu_ms_per_event``: the process's CPU time over a burst, per event (all threads)."""
+    return {f"{prefix}cpu_ms_per_event": round(cpu_seconds * 1000 / events, 3)}
+
+
 def one_at_a_time_figures(prefix: str, latencies_ms: list[float]) -> dict[str, float]:
     """``<prefix>p50_ms`` and ``<prefix>p99_ms``: event sent -> output, nothing else in flight."""
     if not latencies_ms:

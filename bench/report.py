@@ -114,11 +114,16 @@ def table(result: dict[str, Any]) -> list[dict[str, Any]]:
                      number=p50)
             _row(rows, system, f"{_agents(n)}: p99 event->output ms", _text(result, system, f"agents_{n}.p99_ms"),
                  number=_median(result, system, f"agents_{n}.p99_ms"))
+            _work_row(rows, result, system, n)
     for n in _agent_counts(result, "floor"):
         for mode in ("normal", "full"):
             _row(rows, "floor", f"{_agents(n)}: transactions/s ({mode.upper()})",
                  _text(result, "floor", f"{mode}.agents_{n}.events_per_second"),
                  number=_median(result, "floor", f"{mode}.agents_{n}.events_per_second"))
+        if f"normal.agents_{n}.cpu_ms_per_event" in scenarios["floor"]["figures"]:
+            _row(rows, "floor", f"{_agents(n)}: CPU ms / SQLite commits per event (NORMAL)",
+                 f"{_text(result, 'floor', f'normal.agents_{n}.cpu_ms_per_event')} / 1",
+                 number=_median(result, "floor", f"normal.agents_{n}.cpu_ms_per_event"))
         _row(rows, "floor", f"{_agents(n)}: p50 / p99 ms (NORMAL)",
              f"{_text(result, 'floor', f'normal.agents_{n}.p50_ms')} / {_text(result, 'floor', f'normal.agents_{n}.p99_ms')}")
     for key, value in ratio.items():
@@ -191,6 +196,19 @@ def table(result: dict[str, Any]) -> list[dict[str, Any]]:
             _row(rows, "mcp", "gateway overhead over a direct call p50 ms",
                  _text(result, "mcp", "gateway_overhead_over_manager_p50_ms"), "<= 5 (issue 5)", overhead <= 5, overhead)
     return rows
+
+
+def _work_row(rows: list[dict[str, Any]], result: dict[str, Any], system: str, n: int) -> None:
+    """What one event costs the system: CPU ms in a burst (all threads), and SQLite transactions
+    committed (counted in a pass of its own: a count, not a time, so a noisy machine cannot blur it)."""
+    found = result["scenarios"][system]
+    cpu = f"agents_{n}.cpu_ms_per_event"
+    commits = found.get("details", {}).get(f"commits_per_event_agents_{n}")
+    if cpu not in found["figures"] and commits is None:
+        return
+    _row(rows, system, f"{_agents(n)}: CPU ms / SQLite commits per event",
+         f"{_text(result, system, cpu) if cpu in found['figures'] else '-'} / "
+         f"{fmt(commits) if commits is not None else '-'}", number=_median(result, system, cpu))
 
 
 def _state_rows(rows: list[dict[str, Any]], result: dict[str, Any]) -> None:

@@ -58,7 +58,7 @@ def test_floor_and_import_write_the_documented_json(tmp_path: Path) -> None:
     assert floor["status"] == "ok" and floor["repeats"] == 1 and floor["seconds"] > 0
     for mode in ("normal", "full"):
         for count in (1, 10):
-            for figure in ("events_per_second", "p50_ms", "p99_ms"):
+            for figure in ("events_per_second", "p50_ms", "p99_ms", "cpu_ms_per_event"):
                 _positive_spread(floor["figures"][f"{mode}.agents_{count}.{figure}"])
     assert floor["details"]["journal_mode"] == "WAL"
 
