@@ -31,7 +31,7 @@ from autogen_core import (
 
 from bench import job
 from bench.measure import burst_figures, cpu_figure, one_at_a_time_figures, target
-from bench.sqlite_count import CommitCounter
+from bench.sqlite_count import COUNTED_EVENTS, CommitCounter
 
 
 @dataclass(frozen=True)
@@ -158,14 +158,14 @@ async def _one_count(count: int, params: dict[str, Any], repeat: int, folder: Pa
             runs[index].update(burst_figures(prefix, sent, done))
             runs[index].update(cpu_figure(prefix, cpu, len(items)))
             runs[index].update(one_at_a_time_figures(prefix, latencies))
-        counted, commits = min(100, params["events"]), CommitCounter()
+        counted, commits = min(COUNTED_EVENTS, params["events"]), CommitCounter()
         commits.watch(store.conn)
         with commits.counting():
             items = [job.event(target(agents, counter + n), counter + n, "c") for n in range(counted)]
             for item in items:
                 await publish(item)
             await _wait_for(done, arrived, [item.id for item in items])
-        details[f"commits_per_event_agents_{count}"] = round(commits.commits / counted, 2)
+        details[f"commits_per_event_agents_{count}"] = commits.per_event(counted)
     finally:
         await runtime.stop_when_idle()
         await runtime.close()

@@ -26,7 +26,7 @@ from typing import Any
 from bench import job
 from bench.agent_turns import agent_config
 from bench.measure import burst_figures, cpu_figure, one_at_a_time_figures, target
-from bench.sqlite_count import CommitCounter
+from bench.sqlite_count import COUNTED_EVENTS, CommitCounter
 from kernel.messages import Envelope
 from kernel.ports import OutboundMessage
 from kernel.topology import AGENT_EVENTS, AGENT_OUTPUTS
@@ -107,13 +107,13 @@ async def _one_count(count: int, params: dict[str, Any], repeat: int, folder: Pa
             runs[index].update(burst_figures(prefix, sent, clock.done))
             runs[index].update(cpu_figure(prefix, cpu, len(sent)))
             runs[index].update(one_at_a_time_figures(prefix, latencies))
-        counted = min(100, params["events"])  # a burst like the timed ones, with commits counted
+        counted = min(COUNTED_EVENTS, params["events"])  # a burst like the timed ones, with commits counted
         with commits.counting():
             for _ in range(counted):
                 await _send(host, target(agents, counter), counter)
                 counter += 1
             await platform.wait_idle(max(300, counted))
-        details[f"commits_per_event_agents_{count}"] = round(commits.commits / counted, 2)
+        details[f"commits_per_event_agents_{count}"] = commits.per_event(counted)
         host.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         details[f"sqlite_bytes_agents_{count}"] = Path(host.state_path).stat().st_size
         details["synchronous"] = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[

@@ -29,7 +29,7 @@ from langgraph.graph import END, START, StateGraph
 
 from bench import job
 from bench.measure import burst_figures, cpu_figure, one_at_a_time_figures, target
-from bench.sqlite_count import CommitCounter
+from bench.sqlite_count import COUNTED_EVENTS, CommitCounter
 
 
 class TurnState(TypedDict, total=False):
@@ -124,12 +124,12 @@ def run(params: dict[str, Any], repeat: int, state_dir: Path) -> dict[str, Any]:
                 runs[index].update(burst_figures(prefix, sent, done))
                 runs[index].update(cpu_figure(prefix, cpu, len(items)))
                 runs[index].update(one_at_a_time_figures(prefix, latencies))
-            counted, commits = min(100, params["events"]), CommitCounter()
+            counted, commits = min(COUNTED_EVENTS, params["events"]), CommitCounter()
             commits.watch(conn)
             with commits.counting():
                 for n in range(counted):
                     _invoke(graph, job.event(target(agents, counter + n), counter + n, "c"), durability)
-            details[f"commits_per_event_agents_{count}"] = round(commits.commits / counted, 2)
+            details[f"commits_per_event_agents_{count}"] = commits.per_event(counted)
             details["journal_mode"] = conn.execute("PRAGMA journal_mode").fetchone()[0]
             details[f"checkpoints_rows_agents_{count}"] = conn.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0]
             details[f"bytes_agents_{count}"] = sum(p.stat().st_size for p in Path(folder).glob(f"checkpoints-{count}.sqlite*"))

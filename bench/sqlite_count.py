@@ -1,7 +1,7 @@
 """How many SQLite transactions a system commits per event: a count that a noisy machine cannot blur.
 
-Throughput on one core is CPU per event, and a large part of it, for every system measured here,
-is committing state. Times move with the machine; the number of commits does not. A
+Every system measured here keeps its state in SQLite, and how often it commits is part of what
+its durability costs. Times move with the machine; the number of commits does not. A
 :class:`CommitCounter` notes every connection opened through ``sqlite3.connect`` while it is
 installed (the platform opens its own, deep inside), and counts, only while :meth:`counting`
 is active, the transactions they commit: each ``COMMIT`` (or ``END``), and each write run
@@ -17,6 +17,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+#: Events in a counting pass (fewer when a run's burst is smaller).
+COUNTED_EVENTS = 100
 #: Statements that write: run outside a transaction, each is one commit.
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
 _ENDS = ("COMMIT", "END")
@@ -66,6 +68,10 @@ class CommitCounter:
             for connection in connections:
                 with contextlib.suppress(sqlite3.ProgrammingError):  # closed meanwhile
                     connection.set_trace_callback(None)
+
+    def per_event(self, events: int) -> float:
+        """The last pass's commits per event, as the bench reports them."""
+        return round(self.commits / events, 2)
 
     def _tracer(self, connection: sqlite3.Connection) -> Any:
         def trace(statement: str) -> None:

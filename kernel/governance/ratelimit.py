@@ -130,8 +130,9 @@ class ToolCallLimiter:
                 return Admission(False, window, count, start + timedelta(seconds=WINDOW_SECONDS[window.name]))
             entity = {"PartitionKey": agent_id, "RowKey": self._row_key(window.name),
                       "window_start": start.isoformat(), "count": count + 1}
-            if mark is not None or held:
-                entity["tickets"] = " ".join((held + [mark] if mark is not None else held)[-TICKETS_KEPT:])
+            kept = held + [mark] if mark is not None else held
+            if kept:
+                entity["tickets"] = " ".join(kept[-TICKETS_KEPT:])
             try:
                 if row is None:
                     await self._tables.insert(self.table, entity)
