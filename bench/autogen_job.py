@@ -29,7 +29,7 @@ from autogen_core import (
     message_handler,
 )
 
-from bench import job
+from bench import instructions, job
 from bench.measure import burst_figures, cpu_figure, one_at_a_time_figures, target
 from bench.sqlite_count import COUNTED_EVENTS, CommitCounter
 
@@ -140,12 +140,13 @@ async def _one_count(count: int, params: dict[str, Any], repeat: int, folder: Pa
             items = [job.event(target(agents, counter + n), counter + n, f"b{index}") for n in range(params["events"])]
             counter += len(items)
             sent = {}
-            cpu = time.process_time()
-            for item in items:
-                sent[item.id] = time.perf_counter()
-                await publish(item)
-            await _wait_for(done, arrived, list(sent))
-            cpu = time.process_time() - cpu
+            with instructions.counted():
+                cpu = time.process_time()
+                for item in items:
+                    sent[item.id] = time.perf_counter()
+                    await publish(item)
+                await _wait_for(done, arrived, list(sent))
+                cpu = time.process_time() - cpu
             latencies = []
             for _ in range(params["sequential"]):
                 item = job.event(target(agents, counter), counter, f"s{index}")
@@ -158,14 +159,15 @@ async def _one_count(count: int, params: dict[str, Any], repeat: int, folder: Pa
             runs[index].update(burst_figures(prefix, sent, done))
             runs[index].update(cpu_figure(prefix, cpu, len(items)))
             runs[index].update(one_at_a_time_figures(prefix, latencies))
-        counted, commits = min(COUNTED_EVENTS, params["events"]), CommitCounter()
-        commits.watch(store.conn)
-        with commits.counting():
-            items = [job.event(target(agents, counter + n), counter + n, "c") for n in range(counted)]
-            for item in items:
-                await publish(item)
-            await _wait_for(done, arrived, [item.id for item in items])
-        details[f"commits_per_event_agents_{count}"] = commits.per_event(counted)
+        if params.get("count_commits", True):
+            counted, commits = min(COUNTED_EVENTS, params["events"]), CommitCounter()
+            commits.watch(store.conn)
+            with commits.counting():
+                items = [job.event(target(agents, counter + n), counter + n, "c") for n in range(counted)]
+                for item in items:
+                    await publish(item)
+                await _wait_for(done, arrived, [item.id for item in items])
+            details[f"commits_per_event_agents_{count}"] = commits.per_event(counted)
     finally:
         await runtime.stop_when_idle()
         await runtime.close()

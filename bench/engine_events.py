@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import job
+from bench import instructions, job
 from bench.agent_turns import agent_config
 from bench.measure import burst_figures, cpu_figure, one_at_a_time_figures, target
 from bench.sqlite_count import COUNTED_EVENTS, CommitCounter
@@ -86,14 +86,15 @@ async def _one_count(count: int, params: dict[str, Any], repeat: int, folder: Pa
             raise RuntimeError(f"a warm-up turn published no output on {AGENT_OUTPUTS}: is the agent answering?")
         for index in range(repeat):
             sent = {}
-            cpu = time.process_time()
-            for _ in range(params["events"]):
-                before = time.perf_counter()
-                event_id = await _send(host, target(agents, counter), counter)
-                sent[event_id] = before
-                counter += 1
-            await platform.wait_idle(max(300, params["events"]))
-            cpu = time.process_time() - cpu
+            with instructions.counted():
+                cpu = time.process_time()
+                for _ in range(params["events"]):
+                    before = time.perf_counter()
+                    event_id = await _send(host, target(agents, counter), counter)
+                    sent[event_id] = before
+                    counter += 1
+                await platform.wait_idle(max(300, params["events"]))
+                cpu = time.process_time() - cpu
             latencies = []
             for _ in range(params["sequential"]):
                 before = time.perf_counter()
@@ -107,13 +108,14 @@ async def _one_count(count: int, params: dict[str, Any], repeat: int, folder: Pa
             runs[index].update(burst_figures(prefix, sent, clock.done))
             runs[index].update(cpu_figure(prefix, cpu, len(sent)))
             runs[index].update(one_at_a_time_figures(prefix, latencies))
-        counted = min(COUNTED_EVENTS, params["events"])  # a burst like the timed ones, with commits counted
-        with commits.counting():
-            for _ in range(counted):
-                await _send(host, target(agents, counter), counter)
-                counter += 1
-            await platform.wait_idle(max(300, counted))
-        details[f"commits_per_event_agents_{count}"] = commits.per_event(counted)
+        if params.get("count_commits", True):
+            counted = min(COUNTED_EVENTS, params["events"])  # a burst like the timed ones, with commits counted
+            with commits.counting():
+                for _ in range(counted):
+                    await _send(host, target(agents, counter), counter)
+                    counter += 1
+                await platform.wait_idle(max(300, counted))
+            details[f"commits_per_event_agents_{count}"] = commits.per_event(counted)
         host.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         details[f"sqlite_bytes_agents_{count}"] = Path(host.state_path).stat().st_size
         details["synchronous"] = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[

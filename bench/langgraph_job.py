@@ -27,7 +27,7 @@ from typing import Any, TypedDict
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
-from bench import job
+from bench import instructions, job
 from bench.measure import burst_figures, cpu_figure, one_at_a_time_figures, target
 from bench.sqlite_count import COUNTED_EVENTS, CommitCounter
 
@@ -106,13 +106,14 @@ def run(params: dict[str, Any], repeat: int, state_dir: Path) -> dict[str, Any]:
                 items = [job.event(target(agents, counter + n), counter + n, f"b{index}") for n in range(params["events"])]
                 counter += len(items)
                 sent, done = {}, {}
-                started, cpu = time.perf_counter(), time.process_time()
-                for item in items:  # all sent at once: each waits for the ones before it
-                    sent[item.id] = started
-                for item in items:
-                    _invoke(graph, item, durability)
-                    done[item.id] = time.perf_counter()
-                cpu = time.process_time() - cpu
+                with instructions.counted():
+                    started, cpu = time.perf_counter(), time.process_time()
+                    for item in items:  # all sent at once: each waits for the ones before it
+                        sent[item.id] = started
+                    for item in items:
+                        _invoke(graph, item, durability)
+                        done[item.id] = time.perf_counter()
+                    cpu = time.process_time() - cpu
                 latencies = []
                 for _ in range(params["sequential"]):
                     item = job.event(target(agents, counter), counter, f"s{index}")
@@ -124,12 +125,13 @@ def run(params: dict[str, Any], repeat: int, state_dir: Path) -> dict[str, Any]:
                 runs[index].update(burst_figures(prefix, sent, done))
                 runs[index].update(cpu_figure(prefix, cpu, len(items)))
                 runs[index].update(one_at_a_time_figures(prefix, latencies))
-            counted, commits = min(COUNTED_EVENTS, params["events"]), CommitCounter()
-            commits.watch(conn)
-            with commits.counting():
-                for n in range(counted):
-                    _invoke(graph, job.event(target(agents, counter + n), counter + n, "c"), durability)
-            details[f"commits_per_event_agents_{count}"] = commits.per_event(counted)
+            if params.get("count_commits", True):
+                counted, commits = min(COUNTED_EVENTS, params["events"]), CommitCounter()
+                commits.watch(conn)
+                with commits.counting():
+                    for n in range(counted):
+                        _invoke(graph, job.event(target(agents, counter + n), counter + n, "c"), durability)
+                details[f"commits_per_event_agents_{count}"] = commits.per_event(counted)
             details["journal_mode"] = conn.execute("PRAGMA journal_mode").fetchone()[0]
             details[f"checkpoints_rows_agents_{count}"] = conn.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0]
             details[f"bytes_agents_{count}"] = sum(p.stat().st_size for p in Path(folder).glob(f"checkpoints-{count}.sqlite*"))

@@ -71,6 +71,11 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
             **{f"agents_{n}.{s}_share_of_floor": _ratio(eps[s], floor) for s in SYSTEMS},
         }
         out.update({k: v for k, v in pairs.items() if v is not None})
+    for n in _agent_counts(result, "instructions"):
+        per_event = {s: _median(result, "instructions", f"{s}.agents_{n}.instructions_per_event") for s in SYSTEMS}
+        counted = _ratio(per_event["langgraph"], per_event["engine"])  # fewer instructions: faster, as events/s
+        if counted is not None:
+            out[f"agents_{n}.ours_vs_langgraph_instructions"] = counted
     defaults = _ratio(_median(result, "engine", "agents_1.events_per_second"),
                       _median(result, "langgraph_defaults", "agents_1.events_per_second"))
     if defaults is not None:
@@ -137,6 +142,7 @@ def table(result: dict[str, Any]) -> list[dict[str, Any]]:
             _row(rows, "ratio", label, f"{fmt(value)}", ">= 0.8 (within 20%)", value >= 0.8, value)
         else:
             _row(rows, "ratio", label, f"{fmt(value)}", number=value)
+    _instruction_rows(rows, result)
     _state_rows(rows, result)
     sleeping = scenarios.get("sleeping", {})
     if sleeping.get("status") == "ok":
@@ -209,6 +215,14 @@ def _work_row(rows: list[dict[str, Any]], result: dict[str, Any], system: str, n
     _row(rows, system, f"{_agents(n)}: CPU ms / SQLite commits per event",
          f"{_text(result, system, cpu) if cpu in found['figures'] else '-'} / "
          f"{fmt(commits) if commits is not None else '-'}", number=_median(result, system, cpu))
+
+
+def _instruction_rows(rows: list[dict[str, Any]], result: dict[str, Any]) -> None:
+    """Millions of instructions per event, per system and agent count (callgrind: repeatable)."""
+    for n in _agent_counts(result, "instructions"):
+        counts = [_median(result, "instructions", f"{s}.agents_{n}.instructions_per_event") for s in SYSTEMS]
+        _row(rows, "instructions", f"{_agents(n)}: M instructions per event, ours / LangGraph / AutoGen",
+             " / ".join(fmt(c / 1e6) if c is not None else "-" for c in counts), number=counts[0])
 
 
 def _state_rows(rows: list[dict[str, Any]], result: dict[str, Any]) -> None:

@@ -50,6 +50,12 @@ class Scenario:
         return getattr(importlib.import_module(module), name)
 
 
+def _valgrind_missing() -> str | None:
+    from bench.instructions import valgrind_missing
+
+    return valgrind_missing()
+
+
 def _mcp_missing() -> str | None:
     from bench.reused import mcp_missing
 
@@ -72,6 +78,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("autogen", "AutoGen Core SingleThreadedAgentRuntime, state saved per event to SQLite (NORMAL)",
              "bench.autogen_job:run", EVENT_COUNTS_QUICK, EVENT_COUNTS_FULL, needs=("autogen_core",),
              quick_notes=[_MANY]),
+    Scenario("instructions", "instructions per event in the same burst, counted by valgrind's callgrind (repeatable)",
+             "bench.instructions:run", {"systems": ["engine", "langgraph", "autogen"], "agents": [1, 100], "events": 50,
+                                        "warmup": 10},
+             {"systems": ["engine", "langgraph", "autogen"], "agents": [1, 100, 1_000], "events": 200, "warmup": 50},
+             quick_repeat_cap=1, unavailable=_valgrind_missing,
+             quick_notes=["instructions: one run (the count repeats to about 1 %); 50 events per system and agent count"]),
     Scenario("floor", "one SQLite transaction per event (WAL; synchronous NORMAL as our store, and FULL)",
              "bench.floor:run", {"agents": [1, 100, 1_000], "events": 2_000, "warmup": 100},
              {"agents": [1, 100, 10_000], "events": 20_000, "warmup": 1_000}),
