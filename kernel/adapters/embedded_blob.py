@@ -88,7 +88,12 @@ class EmbeddedBlobStore:
         self._safe_folders: set[Path] = set()  # folders already resolved inside the root
 
     # paths -------------------------------------------------------------------------------------
-    def _paths(self, container: str, name: str, *, reading: bool = True) -> tuple[Path, Path]:
+    def _paths(self, container: str, name: str, *, reading: bool = True,
+               record: bool = True) -> tuple[Path, Path]:
+        """The blob's data and record paths, refused when either leads outside the root.
+        ``record=False``: the caller only removes a record, if one is there, so a record folder that
+        does not exist is not resolved (most blobs have none, and resolving it was a quarter of a
+        small put's instructions)."""
         check_container_name(container)
         check_blob_name(name)
         data = self.root / container / name
@@ -99,6 +104,8 @@ class EmbeddedBlobStore:
             # will be read (a write renames over the link itself, never through it).
             folder = path.parent
             if folder not in self._safe_folders:
+                if path is meta and not record and not folder.is_dir():
+                    continue  # nothing to remove there, and nothing is written through it
                 if not folder.resolve().is_relative_to(self.root):
                     raise ValueError(f"blob name {name!r} resolves outside the store")
                 if folder.is_dir():
@@ -161,7 +168,8 @@ class EmbeddedBlobStore:
     def _stage(self, container: str, name: str, data: bytes, content_type: str,
                metadata: dict[str, str]) -> "_Staged":
         """Check the name and write the bytes and their record to temporary files."""
-        path, meta_path = self._paths(container, name, reading=False)
+        recorded = bool(metadata) or content_type != implied_content_type(name)
+        path, meta_path = self._paths(container, name, reading=False, record=recorded)
         etag = _etag(data)
         if path.parent not in self._safe_folders:  # a folder known to be one has no blob on its way
             for parent in path.parents:
@@ -174,7 +182,6 @@ class EmbeddedBlobStore:
             raise ValueError(f"cannot store blob {container}/{name}: blobs exist under {name}/ "
                              "(the embedded store keeps blobs as files)")
         tmp_dir = self.root / ".tmp"
-        recorded = bool(metadata) or content_type != implied_content_type(name)
         for folder in (path.parent, meta_path.parent, tmp_dir) if recorded else (path.parent, tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
         data_tmp = self._write_temp(tmp_dir, data)

@@ -29,6 +29,29 @@ async def test_a_symlinked_folder_or_file_pointing_outside_is_refused(tmp_path: 
     assert (await store.get("turns", "cfo/1.json")) == b"{}"
 
 
+@pytest.mark.parametrize("fsync", [False, True])
+async def test_a_symlinked_record_folder_pointing_outside_is_refused_with_or_without_a_record(
+        tmp_path: Path, fsync: bool) -> None:
+    """A blob without a record of its own does not resolve a record folder that is not there, but
+    one that is there (a link to elsewhere) is still checked: a put removes a stale record through it."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "1.json.json").write_bytes(b"not yours")
+    root = tmp_path / "blobs"
+    store = EmbeddedBlobStore(root, fsync=fsync)
+    await store.put("turns", "ap/1.json", b"{}", content_type="application/json")  # no record: no folder for one
+    assert not (root / ".meta" / "turns" / "ap").exists()
+    (root / ".meta" / "turns").mkdir(parents=True)
+    (root / ".meta" / "turns" / "cfo").symlink_to(outside, target_is_directory=True)
+
+    for metadata in (None, {"k": "v"}):
+        with pytest.raises(ValueError, match="resolves outside the store"):
+            await store.put("turns", "cfo/1.json", b"{}", content_type="application/json", metadata=metadata)
+    assert sorted(p.name for p in outside.iterdir()) == ["1.json.json"]
+    assert (outside / "1.json.json").read_bytes() == b"not yours"
+    assert not (root / "turns" / "cfo" / "1.json").exists()
+
+
 async def test_a_folder_pruned_by_a_delete_is_checked_again_when_it_comes_back(tmp_path: Path) -> None:
     """Deleting a folder's last blob removes the folder and the store forgets it was safe: the same
     path made a symlink pointing outside is refused, and a write over a symlinked file replaces the
