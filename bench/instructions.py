@@ -71,13 +71,22 @@ def total_instructions(callgrind_out: Path) -> int:
     raise RuntimeError(f"{callgrind_out} has no 'totals:' line: did callgrind collect anything?")
 
 
+def job_params(system: str, agents: int, params: dict[str, Any]) -> dict[str, Any]:
+    """The system's job as its timed scenario runs it (LangGraph: its durability and synchronous
+    settings), at ``agents`` agents and this scenario's counts, with no commit-counting pass."""
+    from bench.scenarios import SCENARIOS
+
+    return SCENARIOS[system].params(full=False) | {
+        "agents": [agents], "events": params["events"], "warmup": params["warmup"], "sequential": 1,
+        "count_commits": False}
+
+
 def _count(system: str, agents: int, params: dict[str, Any], state_dir: Path, folder: Path) -> int:
     """Run ``system``'s job for one agent count under callgrind; the instructions its burst executed."""
     out = folder / f"callgrind-{system}-{agents}.out"
-    job_params = {"agents": [agents], "events": params["events"], "warmup": params["warmup"], "sequential": 1,
-                  "count_commits": False} | params.get(system, {})
     command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-               sys.executable, "-m", "bench.instructions", system, json.dumps(job_params), str(state_dir)]
+               sys.executable, "-m", "bench.instructions", system, json.dumps(job_params(system, agents, params)),
+               str(state_dir)]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, ENV: "1"},
                           timeout=params.get("timeout", 1800))
     if done.returncode != 0:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.instructions import ENV, total_instructions, valgrind_missing
+from bench.instructions import ENV, job_params, total_instructions, valgrind_missing
 from bench.report import ratios, table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,3 +73,11 @@ def test_the_table_prints_millions_per_event_and_the_ratio_to_langgraph() -> Non
     row = rows["100 agents: M instructions per event, ours / LangGraph / AutoGen"]
     assert row["value"] == "20.0 / 10.0 / 3.00" and row["median"] == 20_000_000
     assert rows["100 agents: ours_vs_langgraph_instructions"]["value"] == "0.5"
+
+
+def test_each_system_is_counted_as_its_timed_scenario_runs_it() -> None:
+    """LangGraph is counted with the timed scenario's durability and synchronous settings, not its defaults."""
+    langgraph = job_params("langgraph", 1, {"events": 50, "warmup": 10})
+    assert (langgraph["durability"], langgraph["synchronous"]) == ("sync", "NORMAL")
+    assert (langgraph["agents"], langgraph["events"], langgraph["warmup"], langgraph["count_commits"]) == (
+        [1], 50, 10, False)
