@@ -9,8 +9,8 @@ Each system's own bench job (ours, LangGraph, AutoGen) runs in a child process u
 ``valgrind --tool=callgrind --instr-atstart=no``; the job wraps its timed burst in ``counted()``,
 which switches collection on for the burst alone (``callgrind_control``), so start-up, registration
 and warm-up are not in the count. The figure is the burst's instructions divided by its events,
-across all the process's threads. One run suffices: a second gives the same count to within about
-one percent (what differs is how the engine's ticks happen to batch).
+across all the process's threads. One run suffices: four counts of our turn at 100 agents spread over
+about 2 % (what differs is how the engine's ticks happen to batch); a single thread repeats exactly.
 """
 
 from __future__ import annotations

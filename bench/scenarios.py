@@ -83,8 +83,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                                         "warmup": 10},
              {"systems": ["engine", "langgraph", "autogen"], "agents": [1, 100, 1_000], "events": 200, "warmup": 50},
              quick_repeat_cap=1, unavailable=_valgrind_missing,
-             quick_notes=[("quick mode: instructions counted once (the count repeats to about 1 %), 50 events per "
-                           "agent count, ours and LangGraph only (--full adds AutoGen, 1,000 agents, 200 events)")]),
+             quick_notes=[("quick mode: instructions counted once (our turn's count repeats to about 2 %), 50 events "
+                           "per agent count, ours and LangGraph only (--full adds AutoGen, 1,000 agents, 200 events)")]),
     Scenario("floor", "one SQLite transaction per event (WAL; synchronous NORMAL as our store, and FULL)",
              "bench.floor:run", {"agents": [1, 100, 1_000], "events": 2_000, "warmup": 100},
              {"agents": [1, 100, 10_000], "events": 20_000, "warmup": 1_000}),
