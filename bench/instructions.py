@@ -15,8 +15,6 @@ about 2 % (what differs is how the engine's ticks happen to batch); a single thr
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import os
 import shutil
@@ -30,8 +28,6 @@ from typing import Any
 
 #: Set in the child run under callgrind: ``counted()`` switches collection on and off around the burst.
 ENV = "AOS_BENCH_CALLGRIND"
-JOBS = {"engine": "bench.engine_events:run", "langgraph": "bench.langgraph_job:run", "autogen": "bench.autogen_job:run"}
-NEEDS = {"langgraph": ("langgraph", "langgraph.checkpoint.sqlite"), "autogen": ("autogen_core",)}
 TOOLS = ("valgrind", "callgrind_control")
 
 
@@ -59,10 +55,6 @@ def valgrind_missing() -> str | None:
     return f"{' and '.join(absent)} not found (Debian: apt install valgrind)" if absent else None
 
 
-def _installed(system: str) -> bool:
-    return all(importlib.util.find_spec(name) is not None for name in NEEDS.get(system, ()))
-
-
 def total_instructions(callgrind_out: Path) -> int:
     """The ``totals:`` line of a callgrind output file: every instruction collected, all threads."""
     for line in callgrind_out.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -71,12 +63,17 @@ def total_instructions(callgrind_out: Path) -> int:
     raise RuntimeError(f"{callgrind_out} has no 'totals:' line: did callgrind collect anything?")
 
 
+def _scenario(system: str) -> Any:
+    """The timed scenario of ``system``: its job, its settings and what it needs are counted as they are."""
+    from bench.scenarios import SCENARIOS  # the registry imports this module's checks lazily too
+
+    return SCENARIOS[system]
+
+
 def job_params(system: str, agents: int, params: dict[str, Any]) -> dict[str, Any]:
     """The system's job as its timed scenario runs it (LangGraph: its durability and synchronous
     settings), at ``agents`` agents and this scenario's counts, with no commit-counting pass."""
-    from bench.scenarios import SCENARIOS
-
-    return SCENARIOS[system].params(full=False) | {
+    return _scenario(system).params(full=False) | {
         "agents": [agents], "events": params["events"], "warmup": params["warmup"], "sequential": 1,
         "count_commits": False}
 
@@ -101,8 +98,9 @@ def run(params: dict[str, Any], repeat: int, state_dir: Path) -> dict[str, Any]:
     notes = []
     with tempfile.TemporaryDirectory(prefix="aos-bench-callgrind-", dir=state_dir) as folder:
         for system in params["systems"]:
-            if not _installed(system):
-                notes.append(f"{system}: not installed, not counted (pip install -e .[bench])")
+            missing = _scenario(system).missing()  # the timed scenario's own check (the bench extra)
+            if missing is not None:
+                notes.append(f"instructions: {system} not counted ({missing})")
                 continue
             for agents in params["agents"]:
                 total = _count(system, agents, params, state_dir, Path(folder))
@@ -114,8 +112,7 @@ def run(params: dict[str, Any], repeat: int, state_dir: Path) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     """The child: ``python -m bench.instructions SYSTEM PARAMS_JSON STATE_DIR`` (run under callgrind)."""
     system, params, state_dir = argv[0], json.loads(argv[1]), Path(argv[2])
-    module, name = JOBS[system].split(":")
-    getattr(importlib.import_module(module), name)(params, 1, state_dir)
+    _scenario(system).function()(params, 1, state_dir)
     return 0
 
 
